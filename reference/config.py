@@ -1,0 +1,106 @@
+"""Config files of the coordinator and the participant, as the assignment defines them.
+
+Every malformed config raises `ConfigError`, whose message names the file and line in one line.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+_PORT_RANGE = range(1, 65536)
+_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+class ConfigError(Exception):
+    """A config file that is missing, unreadable or malformed; str() is one line."""
+
+
+@dataclass(frozen=True)
+class CoordinatorConfig:
+    """Line 1: the port the coordinator listens on; line 2: td in seconds."""
+
+    port: int
+    td: float
+
+
+@dataclass(frozen=True)
+class ParticipantConfig:
+    """Line 1: ID; line 2: message log file; line 3: coordinator `HOST PORT` or `HOST:PORT`."""
+
+    participant_id: str
+    log_path: Path
+    coordinator_host: str
+    coordinator_port: int
+
+
+def _read_lines(path: Path, needed: int) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    lines = [line.strip() for line in text.splitlines()]
+    if len(lines) < needed:
+        raise ConfigError(
+            f"{path}:{len(lines) + 1}: expected {needed} lines, file has {len(lines)}"
+        )
+    return lines
+
+
+def _parse_port(path: Path, line_no: int, text: str) -> int:
+    if not text.isdigit() or int(text) not in _PORT_RANGE:
+        raise ConfigError(f"{path}:{line_no}: port must be an integer 1-65535, got {text!r}")
+    return int(text)
+
+
+def _parse_td(path: Path, line_no: int, text: str) -> float:
+    try:
+        td = float(text)
+    except ValueError:
+        td = math.nan
+    if not math.isfinite(td) or td < 0:
+        raise ConfigError(
+            f"{path}:{line_no}: td must be a non-negative number of seconds, got {text!r}"
+        )
+    return td
+
+
+def _split_address(path: Path, line_no: int, text: str) -> tuple[str, int]:
+    parts = text.split()
+    if len(parts) == 1 and parts[0].count(":") == 1:
+        parts = parts[0].split(":")
+    if len(parts) != 2 or not parts[0]:
+        raise ConfigError(
+            f"{path}:{line_no}: coordinator address must be 'HOST PORT' or 'HOST:PORT', got {text!r}"
+        )
+    return parts[0], _parse_port(path, line_no, parts[1])
+
+
+def load_coordinator_config(path: str | Path) -> CoordinatorConfig:
+    """Read a coordinator config: port on line 1, td on line 2."""
+    path = Path(path)
+    lines = _read_lines(path, 2)
+    return CoordinatorConfig(port=_parse_port(path, 1, lines[0]), td=_parse_td(path, 2, lines[1]))
+
+
+def load_participant_config(path: str | Path) -> ParticipantConfig:
+    """Read a participant config: ID, log file (relative to the config's cwd), coordinator."""
+    path = Path(path)
+    lines = _read_lines(path, 3)
+    if not _ID_RE.match(lines[0]):
+        raise ConfigError(
+            f"{path}:1: participant ID must be letters, digits, '_', '.' or '-', got {lines[0]!r}"
+        )
+    if not lines[1]:
+        raise ConfigError(f"{path}:2: message log file name is empty")
+    host, port = _split_address(path, 3, lines[2])
+    return ParticipantConfig(
+        participant_id=lines[0],
+        log_path=Path(lines[1]),
+        coordinator_host=host,
+        coordinator_port=port,
+    )
