@@ -1,0 +1,210 @@
+"""The participant's logic without sockets or threads: command parsing, the local membership
+state, control request/reply lines, and parsing of delivery batches with dedupe by sequence.
+
+Thread-A feeds each stdin line to `plan()`, performs the I/O the plan asks for, and feeds the
+outcome to `settle()`; thread-B feeds received bytes to `take_deliveries()`.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+from typing import Optional, Union
+
+MESSAGE_RE = re.compile(r"[A-Za-z0-9]+\Z")
+MAX_LINE = 64 * 1024
+VERBS = ("register", "deregister", "disconnect", "reconnect", "msend", "quit")
+_TAKES_PORT = ("register", "reconnect")
+_TAKES_NOTHING = ("deregister", "disconnect", "quit")
+
+
+class State(enum.Enum):
+    """What this process knows of its membership; UNKNOWN until a request has succeeded."""
+
+    UNKNOWN = "unknown"
+    OUT = "out"
+    ONLINE = "online"
+    OFFLINE = "offline"
+
+
+@dataclass(frozen=True)
+class Command:
+    """A well-formed user command; `port` for register/reconnect, `message` for msend."""
+
+    verb: str
+    port: Optional[int] = None
+    message: Optional[str] = None
+
+    @property
+    def listens(self) -> bool:
+        """True when thread-B must be listening on `port` before the request is sent."""
+        return self.verb in _TAKES_PORT
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A reply line to print at once, with no request to the coordinator."""
+
+    line: str
+
+
+@dataclass(frozen=True)
+class Ok:
+    """The coordinator accepted the request; `detail` is the rest of its OK line."""
+
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Err:
+    """The coordinator refused the request (nothing changed there)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unsent:
+    """The request never reached the coordinator (or thread-B could not listen)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The request was sent but no valid reply came back: its effect is unknown."""
+
+    reason: str
+
+
+Outcome = Union[Ok, Err, Unsent, Lost]
+
+
+def error(verb: str, reason: str) -> str:
+    """The reply line for a failed command."""
+    return f"error {verb}: {reason}"
+
+
+def _parse_port(verb: str, text: str) -> Union[Command, Reply]:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        return Reply(error(verb, f"port must be an integer 1-65535, got {text!r}"))
+    return Command(verb, port=int(text))
+
+
+def parse_command(line: str) -> Union[Command, Reply, None]:
+    """Parse one stdin line: None for a blank line, a Reply for a malformed command."""
+    words = line.split()
+    if not words:
+        return None
+    verb, args = words[0].lower(), words[1:]
+    if verb not in VERBS:
+        return Reply(f"error: unknown command {words[0]!r}")
+    if verb in _TAKES_NOTHING:
+        return Command(verb) if not args else Reply(error(verb, f"takes no argument: {verb}"))
+    if verb in _TAKES_PORT:
+        if len(args) != 1:
+            return Reply(error(verb, f"usage: {verb} PORT"))
+        return _parse_port(verb, args[0])
+    if not args:
+        return Reply(error(verb, "usage: msend MESSAGE"))
+    if len(args) > 1 or not MESSAGE_RE.match(args[0]):
+        return Reply(error(verb, "message must be alphanumeric"))
+    return Command(verb, message=args[0])
+
+
+_REFUSALS = {
+    ("register", State.ONLINE): "already registered",
+    ("register", State.OFFLINE): "already registered",
+    ("deregister", State.OUT): "not registered",
+    ("disconnect", State.OUT): "not registered",
+    ("disconnect", State.OFFLINE): "already offline",
+    ("reconnect", State.OUT): "not registered",
+    ("reconnect", State.ONLINE): "already online",
+    ("msend", State.OUT): "not registered",
+}  # a known local state that makes a command pointless; UNKNOWN lets the coordinator judge
+
+
+def plan(state: State, line: str) -> Union[Command, Reply, None]:
+    """Decide what a stdin line needs: nothing (blank), a local reply, or a request to send."""
+    parsed = parse_command(line)
+    if not isinstance(parsed, Command) or parsed.verb == "quit":
+        return parsed
+    refusal = _REFUSALS.get((parsed.verb, state))
+    return Reply(error(parsed.verb, refusal)) if refusal else parsed
+
+
+def request_line(participant_id: str, command: Command, host: str) -> str:
+    """The control request for `command` (PROTOCOL.md section 1), newline included."""
+    verb = command.verb.upper()
+    if command.listens:
+        return f"{verb} {participant_id} {host} {command.port}\n"
+    if command.verb == "msend":
+        return f"MSEND {participant_id} {command.message}\n"
+    return f"{verb} {participant_id}\n"
+
+
+def parse_reply(line: str) -> Union[Ok, Err, Lost]:
+    """Interpret the coordinator's reply line (`OK [detail]` or `ERR reason`)."""
+    head, _, rest = line.strip().partition(" ")
+    if head == "OK":
+        return Ok(rest.strip())
+    if head == "ERR":
+        return Err(rest.strip() or "refused")
+    return Lost(f"unexpected reply from coordinator: {line.strip()[:80]!r}")
+
+
+_AFTER_OK = {
+    "register": State.ONLINE,
+    "reconnect": State.ONLINE,
+    "disconnect": State.OFFLINE,
+    "deregister": State.OUT,
+}
+
+
+def settle(state: State, command: Command, outcome: Outcome) -> tuple[State, str]:
+    """The new local state and the reply line once the request's outcome is known."""
+    if isinstance(outcome, Ok):
+        detail = f" {outcome.detail}" if outcome.detail else ""
+        return _AFTER_OK.get(command.verb, state), f"ok {command.verb}{detail}"
+    if isinstance(outcome, Err):
+        return state, error(command.verb, outcome.reason)
+    if isinstance(outcome, Lost) and command.verb in _AFTER_OK:
+        return State.UNKNOWN, error(command.verb, outcome.reason)  # it may have taken effect
+    return state, error(command.verb, outcome.reason)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """What thread-B does with one chunk of received bytes."""
+
+    to_log: bytes  # message lines to append to the log, newline-terminated
+    ack: Optional[int]  # cumulative ACK to send, None when no MSG line was complete
+    last_seq: int  # highest sequence number logged so far
+    rest: bytes  # an incomplete trailing line, kept for the next chunk
+    bad_lines: tuple[bytes, ...] = ()  # complete lines that are not well-formed MSG lines
+
+
+def _parse_msg(line: bytes) -> Optional[tuple[int, bytes]]:
+    parts = line.rstrip(b"\r").split(b" ")
+    if len(parts) != 4 or parts[0] != b"MSG" or not parts[1].isdigit() or not parts[3]:
+        return None
+    return int(parts[1]), parts[3]
+
+
+def take_deliveries(buffer: bytes, last_seq: int) -> Batch:
+    """Split `buffer` into MSG lines; log those with seq > last_seq, ack the highest seq seen."""
+    *lines, rest = buffer.split(b"\n")
+    logged: list[bytes] = []
+    bad: list[bytes] = []
+    ack: Optional[int] = None
+    for line in lines:
+        parsed = _parse_msg(line)
+        if parsed is None:
+            bad.append(line)
+            continue
+        seq, message = parsed
+        ack = seq if ack is None else max(ack, seq)
+        if seq > last_seq:
+            logged.append(message + b"\n")
+            last_seq = seq
+    return Batch(b"".join(logged), ack, last_seq, rest, tuple(bad))
