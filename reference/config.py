@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _PORT_RANGE = range(1, 65536)
-_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_ID_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
+_DIGITS_RE = re.compile(r"[0-9]+\Z")  # ASCII only: str.isdigit() accepts '²', int() does not
 
 
 class ConfigError(Exception):
@@ -38,7 +39,7 @@ class ParticipantConfig:
 
 def _read_lines(path: Path, needed: int) -> list[str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -52,7 +53,7 @@ def _read_lines(path: Path, needed: int) -> list[str]:
 
 
 def _parse_port(path: Path, line_no: int, text: str) -> int:
-    if not text.isdigit() or int(text) not in _PORT_RANGE:
+    if not _DIGITS_RE.match(text) or int(text) not in _PORT_RANGE:
         raise ConfigError(f"{path}:{line_no}: port must be an integer 1-65535, got {text!r}")
     return int(text)
 
@@ -75,7 +76,8 @@ def _split_address(path: Path, line_no: int, text: str) -> tuple[str, int]:
         parts = parts[0].split(":")
     if len(parts) != 2 or not parts[0]:
         raise ConfigError(
-            f"{path}:{line_no}: coordinator address must be 'HOST PORT' or 'HOST:PORT', got {text!r}"
+            f"{path}:{line_no}: coordinator address must be 'HOST PORT' or 'HOST:PORT',"
+            f" got {text!r}"
         )
     return parts[0], _parse_port(path, line_no, parts[1])
 
