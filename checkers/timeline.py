@@ -1,0 +1,166 @@
+"""Per-participant membership timelines: the set of states a participant may have been in
+during a time window, derived from its ops (SPEC §6).
+
+Model: register out→online, disconnect online→offline, reconnect offline→online,
+deregister any→out; an op that does not fit the state leaves it unchanged. A failed op did
+not happen. An ok op whose window ended before the query window certainly took effect; an
+ok op overlapping the query window, and any info/pending op invoked before the window's
+end, may or may not have taken effect, at any point (they "float"). Two ok ops whose windows
+overlap each other may have taken effect in either order. The result over-approximates the
+possible states, so that rules built on it never fire on a behaviour some state allows.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass
+from functools import cache
+from typing import Optional
+
+from checkers.trace import Op
+
+OUT = "out"
+ONLINE = "online"
+OFFLINE = "offline"
+States = frozenset
+INF = float("inf")
+
+_TRANSITIONS = {
+    "register": {OUT: ONLINE},
+    "disconnect": {ONLINE: OFFLINE},
+    "reconnect": {OFFLINE: ONLINE},
+    "deregister": {ONLINE: OUT, OFFLINE: OUT},
+}
+MEMBERSHIP = frozenset(_TRANSITIONS)
+ENDERS = frozenset(("reconnect", "deregister"))
+EXITS = frozenset(("disconnect", "deregister"))
+START: States = frozenset((OUT,))
+
+
+@cache
+def apply(f: str, states: States) -> States:
+    """The states after op `f` certainly took effect from any of `states`."""
+    table = _TRANSITIONS[f]
+    return frozenset(table.get(s, s) for s in states)
+
+
+@cache
+def closure(states: States, floating: frozenset) -> States:
+    """`states` plus every state reachable by applying floating ops any number of times."""
+    result = set(states)
+    frontier = list(states)
+    while frontier:
+        s = frontier.pop()
+        for f in floating:
+            n = _TRANSITIONS[f].get(s, s)
+            if n not in result:
+                result.add(n)
+                frontier.append(n)
+    return frozenset(result)
+
+
+def _end(op: Op) -> float:
+    """Window end for ordering purposes: ok ops end at their completion, others never."""
+    return op.t1 if op.ok and op.t1 is not None else INF
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Walk state after a prefix of ops all known to have ended (if ok) before a window."""
+
+    states: States
+    floating: frozenset
+    before_last: States
+    last: Optional[Op]
+
+
+def _step(cp: Checkpoint, op: Op) -> Checkpoint:
+    """Apply `op` as one that ended before the query window (ok) or floats (info/none)."""
+    if op.outcome == "fail":
+        return cp
+    if not op.ok:
+        return Checkpoint(cp.states, cp.floating | {op.f}, cp.before_last, cp.last)
+    fl = cp.floating
+    new = closure(apply(op.f, closure(cp.states, fl)), fl)
+    last = cp.last
+    if last is not None and last.t1 is not None and op.t0 <= last.t1:
+        swapped = apply(last.f, closure(apply(op.f, closure(cp.before_last, fl)), fl))
+        new = new | closure(swapped, fl)
+    return Checkpoint(new, fl, cp.states, op)
+
+
+class Timeline:
+    """Membership ops of one participant (invoke order) with indexes for window queries."""
+
+    def __init__(self, participant: str, ops: list[Op]) -> None:
+        self.participant = participant
+        self.ops = [op for op in ops if op.f in MEMBERSHIP]
+        self.t0s = [op.t0 for op in self.ops]
+        self.prefmax: list[float] = []
+        self.checkpoints = [Checkpoint(START, frozenset(), START, None)]
+        high = -INF
+        for op in self.ops:
+            if op.ok and op.t1 is not None:
+                high = max(high, op.t1)
+            self.prefmax.append(high)
+            self.checkpoints.append(_step(self.checkpoints[-1], op))
+        self.enders = [op for op in self.ops if op.f in ENDERS and op.outcome != "fail"]
+        self.ender_t0s = [op.t0 for op in self.enders]
+        self.ender_prefmax = _prefmax(self.enders)
+        self.exits = [op for op in self.ops if op.f in EXITS and op.outcome != "fail"]
+        self.exit_prefmax = _prefmax(self.exits)
+        self.disconnects = [op for op in self.ops if op.f == "disconnect" and op.ok]
+        self.disconnect_t0s = [op.t0 for op in self.disconnects]
+
+    def states(self, s0: float, s1: float) -> tuple[States, bool]:
+        """(possible states at some instant of [s0, s1], whether any op window overlaps it)."""
+        j = bisect_left(self.prefmax, s0)
+        k = bisect_right(self.t0s, s1)
+        if j >= k:
+            cp = self.checkpoints[k]
+            return closure(cp.states, cp.floating), bool(cp.floating)
+        cp = self.checkpoints[j]
+        states, floating = cp.states, set(cp.floating)
+        for op in self.ops[j:k]:
+            if op.outcome == "fail":
+                continue
+            if op.ok and op.t1 is not None and op.t1 < s0:
+                fl = frozenset(floating)
+                states = closure(apply(op.f, closure(states, fl)), fl)
+            else:
+                floating.add(op.f)
+        fl = frozenset(floating)
+        return closure(states, fl), bool(fl)
+
+    def period_end(self, s0: float) -> Optional[Op]:
+        """First reconnect/deregister (not failed) not certainly over before s0: the op
+        that ends an offline period holding at s0."""
+        i = bisect_left(self.ender_prefmax, s0)
+        return self.enders[i] if i < len(self.enders) else None
+
+    def next_ender(self, t: float) -> Optional[Op]:
+        """First reconnect/deregister (not failed) invoked after time t."""
+        i = bisect_right(self.ender_t0s, t)
+        return self.enders[i] if i < len(self.enders) else None
+
+    def first_exit(self, s0: float) -> Optional[Op]:
+        """First disconnect/deregister (not failed) not certainly over before s0."""
+        i = bisect_left(self.exit_prefmax, s0)
+        return self.exits[i] if i < len(self.exits) else None
+
+    def last_disconnect(self, before: float) -> Optional[Op]:
+        """Last ok disconnect completed before time `before`."""
+        i = bisect_left(self.disconnect_t0s, before)
+        for op in reversed(self.disconnects[:i]):
+            if op.t1 is not None and op.t1 < before:
+                return op
+        return None
+
+
+def _prefmax(ops: list[Op]) -> list[float]:
+    out: list[float] = []
+    high = -INF
+    for op in ops:
+        high = max(high, _end(op))
+        out.append(high)
+    return out

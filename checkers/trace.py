@@ -1,0 +1,371 @@
+"""Streaming reader and validator for trace format v1 (SPEC §5).
+
+It reads one line at a time, rejects malformed input with a `TraceError` naming the file,
+line and reason, and keeps only what the rules need (ops, deliveries, port probes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+FUNCTIONS = ("register", "deregister", "disconnect", "reconnect", "msend")
+COMPLETIONS = ("ok", "fail", "info")
+DEFAULT_TOLERANCE = 1.0
+DEFAULT_LATENCY_BOUND = 1.0
+
+
+class TraceError(Exception):
+    """An unreadable or malformed trace; str(e) is "PATH:LINE: reason" (LINE omitted when
+    the problem is not about one line)."""
+
+    def __init__(self, path: str, line: Optional[int], reason: str) -> None:
+        self.path = path
+        self.line = line
+        self.reason = reason
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return f"{self.path}: {self.reason}"
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Op:
+    """One invoked operation: window [t0, t1]; t1 is None when it never completed
+    (outcome "info" or "none"), and then the window runs to the trace's end."""
+
+    __slots__ = ("id", "participant", "f", "t0", "t1", "outcome", "message", "line")
+    id: Union[int, str]
+    participant: str
+    f: str
+    t0: float
+    t1: Optional[float]
+    outcome: str
+    message: Optional[str]
+    line: int
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "ok"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A token found in a participant's log at harness time t."""
+
+    __slots__ = ("t", "participant", "message", "line")
+    t: float
+    participant: str
+    message: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A `port_released` probe made by the harness."""
+
+    __slots__ = ("t", "participant", "port", "ok", "line")
+    t: float
+    participant: str
+    port: Any
+    ok: bool
+    line: int
+
+
+@dataclass(frozen=True)
+class Trace:
+    """Everything the rules need from one trace. `end` is None for a truncated trace;
+    `last_t` is the time of its last event either way."""
+
+    name: str
+    td: float
+    tolerance: Optional[float]
+    latency_bound: Optional[float]
+    participants: tuple[str, ...]
+    scenario: str
+    boundary: bool
+    ops: tuple[Op, ...]
+    deliveries: tuple[Delivery, ...]
+    probes: tuple[Probe, ...]
+    end: Optional[float]
+    last_t: float
+    events: int
+    log_resets: int
+
+    @property
+    def truncated(self) -> bool:
+        return self.end is None
+
+    @property
+    def horizon(self) -> float:
+        """The trace's end time: where info/pending windows stop."""
+        return self.end if self.end is not None else self.last_t
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _ident(value: Any) -> Optional[str]:
+    """Participant ids are strings; small integers are accepted and turned into strings."""
+    if isinstance(value, str) and value:
+        return sys.intern(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return sys.intern(str(value))
+    return None
+
+
+def _param(header: dict, key: str, err: Any) -> Optional[float]:
+    checker = header.get("checker")
+    value = header.get(key)
+    if value is None and isinstance(checker, dict):
+        value = checker.get(key)
+    if value is None:
+        return None
+    if not _is_number(value) or value < 0:
+        err(f"header field {key}: must be a non-negative number, got {value!r}")
+    return float(value)
+
+
+def _scenario(header: dict) -> tuple[str, bool]:
+    """The scenario's name and whether it is marked as a boundary scenario."""
+    scen = header.get("scenario")
+    if isinstance(scen, str):
+        return scen, "boundary" in scen.lower()
+    if not isinstance(scen, dict):
+        return "", False
+    name = str(scen.get("name", ""))
+    marks = [name, str(scen.get("profile", "")), str(scen.get("kind", ""))]
+    tags = scen.get("tags")
+    if isinstance(tags, list):
+        marks.extend(str(t) for t in tags)
+    boundary = scen.get("boundary") is True or any("boundary" in m.lower() for m in marks)
+    return name, boundary
+
+
+class _Reader:
+    """Validating state machine fed one decoded JSON value per line."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.header: Optional[dict] = None
+        self.ops: dict[Any, list] = {}
+        self.tokens: dict[str, Any] = {}
+        self.deliveries: list[Delivery] = []
+        self.probes: list[Probe] = []
+        self.last_t = 0.0
+        self.end: Optional[float] = None
+        self.events = 0
+        self.log_resets = 0
+        self.line = 0
+
+    def error(self, reason: str) -> None:
+        raise TraceError(self.path, self.line, reason)
+
+    def feed(self, lineno: int, obj: Any) -> None:
+        self.line = lineno
+        if not isinstance(obj, dict):
+            self.error(f"not a JSON object ({type(obj).__name__})")
+        if self.header is None:
+            self.take_header(obj)
+            return
+        self.take_event(obj)
+
+    def take_header(self, obj: dict) -> None:
+        if obj.get("type") != "header":
+            self.error(
+                f'first line must be the header (type "header"), got type {obj.get("type")!r}'
+            )
+        if obj.get("format") != "pams-trace":
+            self.error(f'header format must be "pams-trace", got {obj.get("format")!r}')
+        version = obj.get("version")
+        if version != 1 or isinstance(version, bool):
+            self.error(f"unknown trace version {version!r} (this checker reads version 1)")
+        td = obj.get("td")
+        if not _is_number(td) or td <= 0:
+            self.error(f"header field td: must be a positive number, got {td!r}")
+        participants = obj.get("participants", [])
+        if not isinstance(participants, list) or any(_ident(p) is None for p in participants):
+            self.error("header field participants: must be a list of participant ids")
+        _param(obj, "tolerance", self.error)
+        _param(obj, "latency_bound", self.error)
+        self.header = obj
+
+    def take_event(self, obj: dict) -> None:
+        kind = obj.get("type")
+        if not isinstance(kind, str):
+            self.error("event without type")
+        t = obj.get("t")
+        if not _is_number(t):
+            self.error(f"{kind} event without numeric t")
+        if t < self.last_t:
+            self.error(f"t {t} decreases (previous event at t {self.last_t})")
+        if self.end is not None:
+            self.error(f"{kind} event after end")
+        if kind == "header":
+            self.error("second header")
+        self.last_t = float(t)
+        self.events += 1
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, obj, float(t))
+
+    def on_invoke(self, obj: dict, t: float) -> None:
+        op = obj.get("op")
+        if not isinstance(op, (int, str)) or isinstance(op, bool):
+            self.error("invoke without op id")
+        participant = _ident(obj.get("participant"))
+        if participant is None:
+            self.error(f"invoke of op {op} without participant")
+        f = obj.get("f")
+        if not isinstance(f, str):
+            self.error(f"invoke of op {op} without f")
+        if f not in FUNCTIONS:
+            self.error(
+                f"invoke of op {op}: unknown f {f!r} (expected one of {', '.join(FUNCTIONS)})"
+            )
+        if op in self.ops:
+            self.error(f"duplicate op id {op} (first invoked on line {self.ops[op][6]})")
+        message = None
+        if f == "msend":
+            message = obj.get("message")
+            if not isinstance(message, str) or not message:
+                self.error(f"msend op {op} without message token")
+            message = sys.intern(message)
+            if message in self.tokens:
+                first = self.ops[self.tokens[message]]
+                self.error(
+                    f"message token {message} already sent by op {first[7]} (line {first[6]})"
+                )
+            self.tokens[message] = op
+        # [participant, f, t0, t1, outcome, message, invoke line, op id, completion line]
+        self.ops[op] = [participant, sys.intern(f), t, None, "none", message, self.line, op, 0]
+
+    def on_completion(self, obj: dict, t: float) -> None:
+        kind = obj["type"]
+        op = obj.get("op")
+        if not isinstance(op, (int, str)) or isinstance(op, bool):
+            self.error(f"{kind} without op id")
+        rec = self.ops.get(op)
+        if rec is None:
+            self.error(f"{kind} for unknown op {op}")
+        if rec[4] != "none":
+            self.error(f"second completion for op {op} ({rec[4]} already on line {rec[8]})")
+        rec[3] = t
+        rec[4] = kind
+        rec[8] = self.line
+
+    def on_deliver(self, obj: dict, t: float) -> None:
+        participant = _ident(obj.get("participant"))
+        if participant is None:
+            self.error("deliver without participant")
+        message = obj.get("message")
+        if not isinstance(message, str) or not message:
+            self.error("deliver without message")
+        self.deliveries.append(Delivery(t, participant, sys.intern(message), self.line))
+
+    def on_probe(self, obj: dict, t: float) -> None:
+        if obj.get("probe") != "port_released":
+            return
+        ok = obj.get("ok")
+        if not isinstance(ok, bool):
+            self.error("port_released probe without boolean ok")
+        participant = _ident(obj.get("participant")) or "?"
+        self.probes.append(Probe(t, participant, obj.get("port"), ok, self.line))
+
+    def on_log_reset(self, obj: dict, t: float) -> None:
+        self.log_resets += 1
+
+    def on_end(self, obj: dict, t: float) -> None:
+        self.end = t
+
+    def finish(self) -> Trace:
+        header = self.header
+        if header is None:
+            raise TraceError(self.path, None, "empty file (no header line)")
+        ops = tuple(
+            Op(r[7], r[0], r[1], r[2], r[3] if r[4] in ("ok", "fail") else None, r[4], r[5], r[6])
+            for r in self.ops.values()
+        )
+        names = [_ident(p) for p in header.get("participants", [])]
+        scenario, boundary = _scenario(header)
+        return Trace(
+            name=self.path,
+            td=float(header["td"]),
+            tolerance=_param(header, "tolerance", self.error),
+            latency_bound=_param(header, "latency_bound", self.error),
+            participants=tuple(p for p in names if p is not None),
+            scenario=scenario,
+            boundary=boundary,
+            ops=ops,
+            deliveries=tuple(self.deliveries),
+            probes=tuple(self.probes),
+            end=self.end,
+            last_t=self.last_t,
+            events=self.events,
+            log_resets=self.log_resets,
+        )
+
+
+_HANDLERS = {
+    "invoke": _Reader.on_invoke,
+    "ok": _Reader.on_completion,
+    "fail": _Reader.on_completion,
+    "info": _Reader.on_completion,
+    "deliver": _Reader.on_deliver,
+    "probe": _Reader.on_probe,
+    "log_reset": _Reader.on_log_reset,
+    "end": _Reader.on_end,
+}
+
+
+def _decode(path: str, lineno: int, raw: Union[str, bytes]) -> Any:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise TraceError(path, lineno, f"not UTF-8 (byte {e.start + 1} of the line)") from None
+    try:
+        return json.loads(raw)
+    except ValueError as e:
+        msg = getattr(e, "msg", str(e))
+        col = getattr(e, "colno", None)
+        where = f" at column {col}" if col is not None else ""
+        raise TraceError(path, lineno, f"bad JSON: {msg}{where}") from None
+
+
+def read_lines(lines: Iterable[Union[str, bytes]], name: str = "<trace>") -> Trace:
+    """Parse and validate an iterable of JSON lines (str or bytes); blank lines are skipped."""
+    reader = _Reader(name)
+    for lineno, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        reader.feed(lineno, _decode(name, lineno, raw))
+    return reader.finish()
+
+
+def _binary_lines(path: str) -> Iterator[bytes]:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed below, errors must name the path
+    except OSError as e:
+        raise TraceError(path, None, f"cannot read: {e.strerror or e}") from None
+    with handle:
+        try:
+            yield from handle
+        except OSError as e:
+            raise TraceError(path, None, f"cannot read: {e.strerror or e}") from None
+
+
+def read_path(path: Union[str, os.PathLike]) -> Trace:
+    """Parse and validate the trace file at `path`, streaming it line by line."""
+    name = os.fspath(path)
+    if os.path.isdir(name):
+        raise TraceError(name, None, "cannot read: is a directory")
+    return read_lines(_binary_lines(name), name=name)

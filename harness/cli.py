@@ -1,0 +1,145 @@
+"""The `pams` command line. Subcommands are registered in `SUBCOMMANDS`; this module ships
+`check` (judge recorded traces offline); `run`, `replay`, `grade`, `scenarios` and `bench`
+are added by their own issues."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Callable, Optional
+
+from checkers import RULES, TraceError, check_path
+
+RULE_HELP = {
+    "no-miss": (
+        "m owed to p (online at m, or offline and reconnected within td - tol) never arrived",
+        "no-miss p2 M0000007: p2 offline at M0000007 (sent [3.012, 3.020]): reconnected "
+        "[9.500, 9.530]: 9.530 - 3.012 = 6.518 <= td 10.0 - tol 1.0; never delivered",
+    ),
+    "no-expired": (
+        "m delivered at reconnect although it was more than td + tol old",
+        "no-expired p2 M0000003: p2 offline at M0000003 (sent [1.000, 1.010]): reconnect "
+        "invoked 16.000: 16.000 - 1.010 = 14.990 > td 10.0 + tol 1.0, yet delivered at 16.020",
+    ),
+    "no-duplicate": (
+        "the same m delivered to p more than once (across log generations too)",
+        "no-duplicate p1 M0000004: p1 got M0000004 2 times, at 2.020, 5.300",
+    ),
+    "no-post-deregister": (
+        "m delivered to p that was out at m, or offline at m with the period ended by deregister",
+        "no-post-deregister p3 M0000009: p3 out at M0000009 (sent [7.000, 7.010]): not a "
+        "member (never registered, or deregistered) when it was sent; delivered at 9.100",
+    ),
+    "immediacy": (
+        "p online at m got it more than L after the msend completed (batched)",
+        "immediacy p2 M0000005: p2 online at M0000005 (sent [4.000, 4.010]): first delivery "
+        "6.500 - 4.010 = 2.490 > L 1.0, no disconnect/deregister invoked by 5.010",
+    ),
+    "no-offline-delivery": (
+        "a delivery while p was known offline (thread-B should have released its port)",
+        "no-offline-delivery p2 M0000006: p2 offline at M0000006 (sent [5.000, 5.010]): "
+        "delivered at 5.500 before the offline period ended (reconnect invoked 8.000)",
+    ),
+    "no-phantom": (
+        "a delivered token that no (successful) msend sent, or delivered before its msend",
+        "no-phantom p1 MZZZZZZZ1: p1 got MZZZZZZZ1 at 3.000 but no msend ever sent this token",
+    ),
+    "port-released": (
+        "thread-B still held its port right after disconnect/deregister completed",
+        "port-released p2 -: port 41002 of p2 could not be bound at 6.100, right after its "
+        "disconnect/deregister completed",
+    ),
+}
+
+CHECK_EPILOG = (
+    "rules (all eight are reported; the first four are the assignment's):\n"
+    + "\n".join(
+        f"  {rule}: {RULE_HELP[rule][0]}.\n      e.g. {RULE_HELP[rule][1]}" for rule in RULES
+    )
+    + "\n\nparameters: command line > trace header (tolerance, latency_bound) > 1.0 s each.\n"
+    "--json prints one JSON object per trace, one per line (JSON Lines); an unreadable\n"
+    'trace gives {"trace": PATH, "verdict": "error", "error": "PATH:LINE: reason"}.\n'
+    "exit status: 0 every trace passes, 1 a rule is violated, 2 a trace is unreadable."
+)
+
+
+def seconds(text: str) -> float:
+    """argparse type: a finite, non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative number of seconds: {text!r}")
+    return value
+
+
+def add_check(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "check",
+        help="check recorded traces offline",
+        description="Judge recorded traces (format v1) against the rules of SPEC §6.",
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("traces", nargs="+", metavar="TRACE", help="trace file(s) (.jsonl)")
+    parser.add_argument("--json", action="store_true", help="one JSON verdict per trace per line")
+    parser.add_argument(
+        "--tolerance", type=seconds, metavar="S", help="tol widening every td comparison"
+    )
+    parser.add_argument(
+        "--latency-bound", type=seconds, metavar="S", help="L, the delivery latency bound"
+    )
+    parser.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check each trace; exit 2 if any is unreadable, else 1 if any fails, else 0."""
+    status = 0
+    for path in args.traces:
+        try:
+            verdict = check_path(path, tolerance=args.tolerance, latency_bound=args.latency_bound)
+        except TraceError as e:
+            print(f"pams check: {e}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"trace": path, "verdict": "error", "error": str(e)}))
+            status = 2
+            continue
+        if args.json:
+            print(json.dumps(verdict.as_json()))
+        else:
+            print(verdict.summary())
+        if not verdict.passed and status == 0:
+            status = 1
+        sys.stdout.flush()
+    return status
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_check]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pams",
+        description="Conformance harness for the persistent asynchronous multicast system.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point of the `pams` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
