@@ -15,6 +15,7 @@ import contextlib
 import json
 import math
 import os
+import pstats
 import re
 import selectors
 import shutil
@@ -219,6 +220,13 @@ class Child:
     popen: subprocess.Popen
     output: Path
 
+    def terminate(self, grace: float) -> None:
+        """SIGTERM the process and give it `grace` seconds to exit by itself."""
+        if self.popen.poll() is None:
+            self.popen.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=grace)
+
     def kill(self) -> None:
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -246,14 +254,18 @@ def _last_line(path: Path) -> str:
     return lines[-1] if lines else ""
 
 
-def spawn(name: str, module: str, config: Path, piped: bool) -> Child:
+def spawn(name: str, module: str, config: Path, piped: bool, profile: Optional[Path]) -> Child:
+    """Start `python -m MODULE CONFIG` in its own process group, in the config's directory;
+    with `profile`, under cProfile writing that file when the process exits."""
     output = config.parent / f"{name}.err"
+    wrapper = ["-m", "cProfile", "-o", str(profile)] if profile else []
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     with open(output, "wb") as err:
         popen = subprocess.Popen(
-            [sys.executable, "-m", module, str(config)],
+            [sys.executable, *wrapper, "-m", module, str(config)],
             cwd=config.parent,
             start_new_session=True,
-            env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1"},
             stdin=subprocess.PIPE if piped else subprocess.DEVNULL,
             stdout=subprocess.PIPE if piped else err,
             stderr=err,
@@ -325,6 +337,7 @@ class Options:
     drain: float
     json: bool
     keep: Optional[Path]
+    profile: bool = False
 
 
 @dataclass(frozen=True)
@@ -391,7 +404,8 @@ class Bench:
         cdir = self.run_dir / "coordinator"
         cdir.mkdir()
         (cdir / "coordinator.conf").write_text(f"{port}\n{self.opts.td}\n")
-        self.coordinator = self._spawn("coordinator", "reference.coordinator", cdir, False)
+        profile = self.profile_path if self.opts.profile else None
+        self.coordinator = self._spawn("coordinator", "reference.coordinator", cdir, False, profile)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while not accepts(port):
             self._check_alive()
@@ -407,8 +421,14 @@ class Bench:
             if not reply.startswith("ok"):
                 raise BenchError(f"{m.child.name}: register failed: {reply}")
 
-    def _spawn(self, name: str, module: str, workdir: Path, piped: bool) -> Child:
-        child = spawn(name, module, workdir / f"{name}.conf", piped)
+    @property
+    def profile_path(self) -> Path:
+        return self.run_dir / "coordinator" / "coordinator.prof"
+
+    def _spawn(
+        self, name: str, module: str, workdir: Path, piped: bool, profile: Optional[Path] = None
+    ) -> Child:
+        child = spawn(name, module, workdir / f"{name}.conf", piped, profile)
         self.children.append(child)
         return child
 
@@ -629,12 +649,24 @@ class Bench:
         for m in self.members:
             if m.log_fd is not None:
                 os.close(m.log_fd)
+        if self.opts.profile and self.coordinator is not None:
+            self.coordinator.terminate(grace=10.0)
+            print_profile(self.profile_path)
         for child in self.children:
             child.kill()
 
 
 # ---------------------------------------------------------------------------
 # Output and command line.
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    """Print the `top` functions of a cProfile file by own time to stderr."""
+    if not path.exists():
+        print(f"bench: no coordinator profile written at {path}", file=sys.stderr)
+        return
+    print(f"bench: coordinator profile ({path}), top {top} by own time:", file=sys.stderr)
+    pstats.Stats(str(path), stream=sys.stderr).sort_stats("tottime").print_stats(top)
 
 
 def render(f: Figures) -> str:
@@ -733,8 +765,15 @@ def parse_args(argv: Optional[Sequence[str]]) -> Options:
         metavar="DIR",
         help="run in DIR (new or empty) and keep configs and logs there",
     )
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="run the coordinator under cProfile; print its top functions to stderr at the end",
+    )
     a = p.parse_args(argv)
-    return Options(a.participants, a.duration, a.rate, a.td, a.warmup, a.drain, a.json, a.keep)
+    return Options(
+        a.participants, a.duration, a.rate, a.td, a.warmup, a.drain, a.json, a.keep, a.profile
+    )
 
 
 def make_run_dir(keep: Optional[Path]) -> Path:
