@@ -98,9 +98,11 @@ class Ledger:
         return seq
 
     def ack(self, seq: int, now: float) -> None:
+        """Token `seq`'s msend got an `ok` reply, read at `now`."""
         self.acked_at[seq] = now
 
     def error(self, seq: int, reply: str) -> None:
+        """Token `seq`'s msend got an `error` reply (it is owed to nobody)."""
         self.errors.append((seq, reply))
 
     def seen(self, log: int, seq: int, now: float) -> None:
@@ -113,6 +115,7 @@ class Ledger:
             self.duplicates[log] += 1
 
     def acked(self) -> Iterator[int]:
+        """Sequence numbers of the acked tokens, in issue order."""
         return (s for s in range(self.issued) if not math.isnan(self.acked_at[s]))
 
     def missing(self) -> int:
@@ -132,8 +135,19 @@ class Ledger:
         ]
 
     def acked_in(self, window: tuple[float, float]) -> int:
+        """How many acks were read inside `window`."""
         lo, hi = window
         return sum(1 for s in self.acked() if lo <= self.acked_at[s] <= hi)
+
+    def slowest_second(self, window: tuple[float, float]) -> int:
+        """The fewest acks read in any whole second of `window` (0 if it is under a second)."""
+        lo, hi = window
+        buckets = [0] * int(hi - lo)
+        for s in self.acked():
+            i = int(self.acked_at[s] - lo)
+            if 0 <= i < len(buckets):
+                buckets[i] += 1
+        return min(buckets, default=0)
 
 
 def next_due(start: float, index: int, participants: int, rate: float, sent: int) -> float:
@@ -199,12 +213,14 @@ def status_kib(pid: int, key: str) -> float:
 
 
 def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def accepts(port: int) -> bool:
+    """True when something accepts TCP connections on 127.0.0.1:`port`."""
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
             return True
@@ -289,8 +305,14 @@ class Member:
     stuck: bool = False
 
     def write(self, line: str) -> None:
+        """Write one command line to the participant's stdin."""
         assert self.child.popen.stdin is not None
-        os.write(self.child.popen.stdin.fileno(), line.encode("ascii") + b"\n")
+        try:
+            os.write(self.child.popen.stdin.fileno(), line.encode("ascii") + b"\n")
+        except OSError as exc:
+            raise BenchError(
+                self.child.failure() or f"{self.child.name}: cannot write to stdin: {exc}"
+            ) from None
 
     def read_replies(self) -> list[str]:
         """Read what stdout has now; return the complete lines (blocks only if nothing is there)."""
@@ -350,6 +372,7 @@ class Figures:
     target_rate: float
     td: float
     acked_per_s: float
+    acked_slowest_second: int
     acked_total: int
     acked_in_window: int
     errors: int
@@ -615,6 +638,7 @@ class Bench:
             target_rate=opts.rate,
             td=opts.td,
             acked_per_s=self.ledger.acked_in(window) / opts.duration,
+            acked_slowest_second=self.ledger.slowest_second(window),
             acked_total=sum(1 for _ in self.ledger.acked()),
             acked_in_window=self.ledger.acked_in(window),
             errors=len(errors),
@@ -678,7 +702,8 @@ def render(f: Figures) -> str:
         f"{f.warmup:g} s warm-up, target rate "
         + (f"{f.target_rate:g}/s" if f.target_rate > 0 else "as fast as acks come")
         + f", td {f.td:g} s",
-        f"throughput     {f.acked_per_s:.1f} acked msends/s  ({f.acked_in_window} in window, "
+        f"throughput     {f.acked_per_s:.1f} acked msends/s, slowest second "
+        f"{f.acked_slowest_second}  ({f.acked_in_window} in window, "
         f"{f.acked_total} total, {f.errors} errors, {f.unanswered} unanswered)",
         f"latency        ack -> log line: p50 {f.latency_ms_p50:.2f} ms, "
         f"p99 {f.latency_ms_p99:.2f} ms, max {f.latency_ms_max:.2f} ms "
@@ -821,7 +846,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         figures = run(opts)
-    except BenchError as exc:
+    except (BenchError, OSError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -16,8 +16,8 @@ from tests.procutil import REPO
 pytestmark = pytest.mark.process
 
 FIGURES = {
-    "throughput": r"throughput +(\d+\.\d) acked msends/s +\((\d+) in window, (\d+) total, "
-    r"(\d+) errors, (\d+) unanswered\)",
+    "throughput": r"throughput +(\d+\.\d) acked msends/s, slowest second \d+ +"
+    r"\((\d+) in window, (\d+) total, (\d+) errors, (\d+) unanswered\)",
     "latency": r"latency +ack -> log line: p50 (\d+\.\d+) ms, p99 (\d+\.\d+) ms, "
     r"max (\d+\.\d+) ms \((\d+) deliveries\)",
     "delivery": r"delivery +missing (\d+), duplicates (\d+), unknown tokens (\d+)",
