@@ -29,6 +29,15 @@ def _pump(stream: IO[bytes], lines: queue.Queue) -> None:
     lines.put(None)
 
 
+def _mismatch(log: Path, lines: list[str], expected: list[str]) -> str:
+    at = next((i for i, pair in enumerate(zip(lines, expected)) if pair[0] != pair[1]), None)
+    at = min(len(lines), len(expected)) if at is None else at
+    return (
+        f"{log}: {len(lines)} lines, expected {len(expected)}; first difference at line {at + 1}:"
+        f" got {lines[at : at + 3]}, expected {expected[at : at + 3]}"
+    )
+
+
 class ParticipantDriver:
     """One participant process (`python -m reference.participant CONFIG`, cwd = `workdir`)."""
 
@@ -128,5 +137,5 @@ class ParticipantDriver:
             lambda: len(self.log_lines()) >= len(expected), timeout, f"{expected} in {self.log}"
         )
         lines = self.log_lines()
-        assert lines == expected
+        assert lines == expected, _mismatch(self.log, lines, expected)
         return lines

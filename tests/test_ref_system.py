@@ -170,10 +170,11 @@ def test_no_duplicates_or_losses_across_disconnect_reconnect_cycles(
     cluster = _start(procs, tmp_path, td=10)
     p1, p2, p3 = cluster.members
     sent: list[str] = []
+    cycled_at: list[int] = []
     stop = threading.Event()
 
     def send_continuously() -> None:
-        while not stop.is_set() and len(sent) < 400:
+        while not stop.is_set() and len(sent) < 3000:
             message = f"Flow{len(sent):04d}"
             p1.ok(f"msend {message}")
             sent.append(message)
@@ -187,10 +188,12 @@ def test_no_duplicates_or_losses_across_disconnect_reconnect_cycles(
             p2.ok("disconnect")
             p2.ok(f"reconnect {free_port()}")
             p3.ok(f"reconnect {free_port()}")
+            cycled_at.append(len(sent))
     finally:
         stop.set()
         sender.join(timeout=20)
     assert not sender.is_alive()
+    assert len(set(cycled_at)) == len(cycled_at), f"no traffic between some cycles: {cycled_at}"
     p1.ok("msend Last")
     expected = [*sent, "Last"]
     for member in cluster.members:
