@@ -693,6 +693,13 @@ def print_profile(path: Path, top: int = 25) -> None:
     pstats.Stats(str(path), stream=sys.stderr).sort_stats("tottime").print_stats(top)
 
 
+def _slope_text(f: Figures) -> str:
+    if math.isnan(f.coordinator_rss_slope_kib_per_min):
+        return "slope n/a (fewer than 2 samples)"
+    lo, hi = f.coordinator_rss_slope_window
+    return f"slope {f.coordinator_rss_slope_kib_per_min:+.1f} KiB/min over t={lo:g}..{hi:g} s"
+
+
 def render(f: Figures) -> str:
     """The human-readable report."""
     mib = 1024.0
@@ -713,9 +720,7 @@ def render(f: Figures) -> str:
         f"coordinator    RSS start {f.coordinator_rss_start_kib / mib:.1f} MiB, "
         f"middle {f.coordinator_rss_middle_kib / mib:.1f} MiB, "
         f"end {f.coordinator_rss_end_kib / mib:.1f} MiB, "
-        f"peak {f.coordinator_peak_rss_kib / mib:.1f} MiB; slope "
-        f"{f.coordinator_rss_slope_kib_per_min:+.1f} KiB/min over "
-        f"t={f.coordinator_rss_slope_window[0]:g}..{f.coordinator_rss_slope_window[1]:g} s",
+        f"peak {f.coordinator_peak_rss_kib / mib:.1f} MiB; " + _slope_text(f),
         f"cpu            over {wall:.1f} s wall: coordinator {f.cpu_coordinator_s:.2f} s "
         f"({100 * f.cpu_coordinator_s / wall:.0f}%), participants {f.cpu_participants_s:.2f} s "
         f"({100 * f.cpu_participants_s / wall:.0f}%, busiest "
