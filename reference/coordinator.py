@@ -82,9 +82,13 @@ class RequestProtocol(asyncio.Protocol):
         self._answer(bytes(self.buffer).rstrip(b"\r"))
 
     def eof_received(self) -> bool:
-        if not self.done:
+        if self.done:
+            return False
+        if self.buffer:
             what = f"truncated request ({len(self.buffer)} bytes, no end of line)"
             self._fail(what, f"ERR {what}")
+        else:
+            self._fail("closed without a request", "ERR empty request")
         return False
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
