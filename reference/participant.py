@@ -104,7 +104,8 @@ class Receiver:
 
     def stop(self) -> None:
         """Stop thread-B and close every socket it had (delivery sockets with RST)."""
-        self._wake_w.send(b"x")
+        with contextlib.suppress(OSError):  # thread-B may already have ended (and closed _wake_r)
+            self._wake_w.send(b"x")
         self._thread.join()
         self._wake_w.close()
 
