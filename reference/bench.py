@@ -493,28 +493,23 @@ class Bench:
     def drive(self) -> tuple[float, float, dict[str, float]]:
         """Send msends until warm-up + duration has passed and every command got its reply or
         timed out; return the drive's start and end and the CPU seconds used meanwhile."""
-        opts = self.opts
         cpu0 = self._cpu()
         start = time.monotonic()
-        stop = start + opts.warmup + opts.duration
-        window = (start + opts.warmup, stop)
+        stop = start + self.opts.warmup + self.opts.duration
         next_tail = next_sample = start
         next_progress = start + PROGRESS_INTERVAL
-        dues = [next_due(start, m.index, len(self.members), opts.rate, 0) for m in self.members]
+        dues = [self._due(start, m) for m in self.members]
         while True:
             now = time.monotonic()
             sending = now < stop
-            if not sending and all(m.inflight is None or m.stuck for m in self.members):
+            if not sending and not any(self._waiting(m) for m in self.members):
                 break
-            if sending:
-                for m in self.members:
-                    if m.inflight is None and not m.stuck and now >= dues[m.index]:
-                        self._send(m, now)
-                        dues[m.index] = next_due(
-                            start, m.index, len(self.members), opts.rate, m.sent
-                        )
-            idle = [dues[m.index] for m in self.members if m.inflight is None and not m.stuck]
-            wake = min([next_tail, next_sample] + (idle if sending else []))
+            idle = [m for m in self.members if not self._waiting(m) and not m.stuck]
+            for m in idle if sending else []:
+                if now >= dues[m.index]:
+                    self._send(m, now)
+                    dues[m.index] = self._due(start, m)
+            wake = min([next_tail, next_sample] + [dues[m.index] for m in idle if sending])
             for key, _ in self.selector.select(max(0.0, min(wake - now, TAIL_INTERVAL))):
                 self._on_output(key.data)
             now = time.monotonic()
@@ -526,11 +521,19 @@ class Bench:
                 self._check_timeouts(now)
                 next_sample += SAMPLE_INTERVAL
             if now >= next_progress:
-                self._progress(now, start, window)
+                self._progress(now, start)
                 next_progress += PROGRESS_INTERVAL
         end = time.monotonic()
         cpu1 = self._cpu()
         return start, end, {k: cpu1[k] - cpu0[k] for k in cpu0}
+
+    def _due(self, start: float, m: Member) -> float:
+        return next_due(start, m.index, len(self.members), self.opts.rate, m.sent)
+
+    @staticmethod
+    def _waiting(m: Member) -> bool:
+        """A command is in flight and the participant is not given up on."""
+        return m.inflight is not None and not m.stuck
 
     def _send(self, m: Member, now: float) -> None:
         seq = self.ledger.issue()
@@ -588,9 +591,9 @@ class Bench:
             "bench": time.process_time(),
         }
 
-    def _progress(self, now: float, start: float, window: tuple[float, float]) -> None:
+    def _progress(self, now: float, start: float) -> None:
         rss = self.rss[-1][1] / 1024 if self.rss else NAN
-        lo = window[0]
+        lo = start + self.opts.warmup
         rate = self.ledger.acked_in((lo, now)) / (now - lo) if now > lo else NAN
         print(
             f"bench: t={now - start:.0f}s issued={self.ledger.issued} rate={rate:.0f}/s "
