@@ -24,6 +24,10 @@ from checkers.timeline import OFFLINE, ONLINE, OUT, Timeline
 from checkers.trace import Op, Trace
 from checkers.verdict import Violation, fmt_t
 
+PAIR_RULES = ("no-expired", "no-duplicate", "no-post-deregister", "immediacy")
+_ONLINE = frozenset((ONLINE,))
+_OFFLINE = frozenset((OFFLINE,))
+
 
 @dataclass(frozen=True)
 class Params:
@@ -103,7 +107,7 @@ class _Judge:
     def _message(self, op: Op) -> Message:
         s1 = op.t1 if op.t1 is not None else self.p.horizon
         states, _ = self.timelines[op.participant].states(op.t0, s1)
-        return Message(op.message or "", op.participant, op.t0, s1, states == frozenset((ONLINE,)))
+        return Message(op.message or "", op.participant, op.t0, s1, states == _ONLINE)
 
     def add(
         self,
@@ -146,32 +150,34 @@ class _Judge:
         tl = self.timelines[p]
         states, _ = tl.states(m.s0, m.s1)
         got = self.delivered.get((p, m.token))
-        self.checked["no-miss"] += 1
-        head = f"p{p} {_state_word(states)} at {m.token} (sent [{fmt_t(m.s0)}, {fmt_t(m.s1)}])"
         if not got:
-            self.no_miss(m, p, tl, states, head)
+            if m.sender_online:
+                self.no_miss(m, p, tl, states)
             return
-        for rule in ("no-expired", "no-duplicate", "no-post-deregister", "immediacy"):
-            self.checked[rule] += 1
+        if len(got) == 1 and states == _ONLINE and got[0] - m.s1 <= self.p.latency:
+            return  # the common case: nothing below can fire
         if len(got) > 1:
             why = f"p{p} got {m.token} {len(got)} times, at {_ts(got)}"
             self.add("no-duplicate", p, m, m.token, got, why, got[1])
-        self.post_deregister(m, p, tl, states, got, head)
-        if states == frozenset((OFFLINE,)):
-            self.offline_delivery(m, p, tl, got, head)
-        if states == frozenset((ONLINE,)):
-            self.immediacy(m, p, tl, got, head)
+        self.post_deregister(m, p, tl, states, got)
+        if states == _OFFLINE:
+            self.offline_delivery(m, p, tl, got, states)
+        if states == _ONLINE:
+            self.immediacy(m, p, tl, got, states)
 
-    def no_miss(self, m: Message, p: str, tl: Timeline, states: frozenset, head: str) -> None:
-        if not m.sender_online:
-            return
+    @staticmethod
+    def head(m: Message, p: str, states: frozenset) -> str:
+        """Start of a why: who, in which state(s), at which message and window."""
+        return f"p{p} {_state_word(states)} at {m.token} (sent [{fmt_t(m.s0)}, {fmt_t(m.s1)}])"
+
+    def no_miss(self, m: Message, p: str, tl: Timeline, states: frozenset) -> None:
         reasons = []
         for state in sorted(states):
             reason = self.owed(m, tl, state)
             if reason is None:
                 return
             reasons.append(reason)
-        why = f"{head}: {'; '.join(reasons)}; never delivered"
+        why = f"{self.head(m, p, states)}: {'; '.join(reasons)}; never delivered"
         self.add("no-miss", p, m, m.token, [], why, m.s1)
 
     def owed(self, m: Message, tl: Timeline, state: str) -> Optional[str]:
@@ -210,7 +216,7 @@ class _Judge:
         )
 
     def post_deregister(
-        self, m: Message, p: str, tl: Timeline, states: frozenset, got: list[float], head: str
+        self, m: Message, p: str, tl: Timeline, states: frozenset, got: list[float]
     ) -> None:
         bad = set(got)
         parts = []
@@ -231,11 +237,11 @@ class _Judge:
         times = sorted(bad)
         if not times:
             return
-        why = f"{head}: {'; '.join(parts)}; delivered at {_ts(times)}"
+        why = f"{self.head(m, p, states)}: {'; '.join(parts)}; delivered at {_ts(times)}"
         self.add("no-post-deregister", p, m, m.token, times, why, times[0])
 
     def offline_delivery(
-        self, m: Message, p: str, tl: Timeline, got: list[float], head: str
+        self, m: Message, p: str, tl: Timeline, got: list[float], states: frozenset
     ) -> None:
         """p certainly offline at m: split its deliveries around the offline period's end."""
         td, tol = self.p.td, self.p.tol
@@ -244,6 +250,7 @@ class _Judge:
         early = [t for t in got if t < end_t0]
         if early:
             ended = f"{e.f} invoked {fmt_t(e.t0)}" if e is not None else "no reconnect"
+            head = self.head(m, p, states)
             why = f"{head}: delivered at {_ts(early)} before the offline period ended ({ended})"
             self.add("no-offline-delivery", p, m, m.token, early, why, early[0])
             self.flagged.update((p, m.token, t) for t in early)
@@ -253,12 +260,15 @@ class _Judge:
         gap = e.t0 - m.s1
         if late and gap > td + tol:
             why = (
-                f"{head}: reconnect invoked {fmt_t(e.t0)}: {fmt_t(e.t0)} - {fmt_t(m.s1)} = "
+                f"{self.head(m, p, states)}: reconnect invoked {fmt_t(e.t0)}: "
+                f"{fmt_t(e.t0)} - {fmt_t(m.s1)} = "
                 f"{gap:.3f} > td {td} + tol {tol}, yet delivered at {_ts(late)}"
             )
             self.add("no-expired", p, m, m.token, late, why, late[0])
 
-    def immediacy(self, m: Message, p: str, tl: Timeline, got: list[float], head: str) -> None:
+    def immediacy(
+        self, m: Message, p: str, tl: Timeline, got: list[float], states: frozenset
+    ) -> None:
         lat = self.p.latency
         first = got[0]
         if not m.sender_online or first - m.s1 <= lat:
@@ -267,7 +277,8 @@ class _Judge:
         if x is not None and x.t0 <= m.s1 + lat:
             return
         why = (
-            f"{head}: first delivery {fmt_t(first)} - {fmt_t(m.s1)} = {first - m.s1:.3f} > "
+            f"{self.head(m, p, states)}: first delivery {fmt_t(first)} - {fmt_t(m.s1)} = "
+            f"{first - m.s1:.3f} > "
             f"L {lat}, no disconnect/deregister invoked by {fmt_t(m.s1 + lat)}"
         )
         self.add("immediacy", p, m, m.token, [first], why, first)
@@ -281,11 +292,10 @@ class _Judge:
         for (p, token), times in self.delivered.items():
             tl = self.timelines[p]
             for t in times:
-                self.checked["no-offline-delivery"] += 1
                 if (p, token, t) in self.flagged:
                     continue
                 states, _ = tl.states(t - tol, t)
-                if states == frozenset((OFFLINE,)):
+                if states == _OFFLINE:
                     found.setdefault((p, token), []).append(t)
         for (p, token), times in found.items():
             tl = self.timelines[p]
@@ -317,6 +327,10 @@ class _Judge:
         for m in self.messages:
             for p in self.names:
                 self.judge_pair(m, p)
+        pairs = len(self.delivered)
+        self.checked.update(dict.fromkeys(PAIR_RULES, pairs))
+        self.checked["no-miss"] = len(self.messages) * len(self.names)
+        self.checked["no-offline-delivery"] = sum(len(t) for t in self.delivered.values())
         self.known_offline()
         self.ports()
         return Findings(

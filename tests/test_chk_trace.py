@@ -1,0 +1,241 @@
+"""The trace reader: every malformed input is a TraceError naming file, line and reason."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from checkers import TraceError, check_lines, check_path
+from checkers.trace import read_lines
+
+pytestmark = pytest.mark.timeout(60)
+
+HEADER = {"type": "header", "format": "pams-trace", "version": 1, "td": 3.0, "participants": ["1"]}
+
+
+def lines(*events: Any, header: Optional[dict] = None) -> list[str]:
+    head = HEADER if header is None else header
+    return [json.dumps(head)] + [e if isinstance(e, str) else json.dumps(e) for e in events]
+
+
+def error_of(raw: list[Any], name: str = "t.jsonl") -> TraceError:
+    with pytest.raises(TraceError) as info:
+        check_lines(raw, name=name)
+    return info.value
+
+
+REG = {"type": "invoke", "t": 0.1, "op": 1, "participant": "1", "f": "register"}
+REG_OK = {"type": "ok", "t": 0.2, "op": 1}
+
+
+def test_error_string_and_attributes() -> None:
+    e = error_of(lines("{oops"))
+    assert (e.path, e.line) == ("t.jsonl", 2)
+    assert str(e).startswith("t.jsonl:2: bad JSON")
+    assert e.reason.startswith("bad JSON")
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "reason"),
+    [
+        (lines("[1, 2]"), 2, "not a JSON object (list)"),
+        (['{"type": "invoke", "t": 0}'], 1, "first line must be the header"),
+        (lines(header={**HEADER, "format": "other"}), 1, 'header format must be "pams-trace"'),
+        (lines(header={**HEADER, "version": 2}), 1, "unknown trace version 2"),
+        (lines(header={**HEADER, "version": True}), 1, "unknown trace version True"),
+        (lines(header={**HEADER, "td": "3"}), 1, "header field td: must be a positive number"),
+        (lines(header={**HEADER, "td": 0}), 1, "header field td"),
+        (lines(header={**HEADER, "tolerance": -1}), 1, "header field tolerance"),
+        (
+            lines(header={**HEADER, "checker": {"latency_bound": "x"}}),
+            1,
+            "header field latency_bound",
+        ),
+        (lines(header={**HEADER, "participants": "1,2"}), 1, "header field participants"),
+        (lines({"t": 1.0}), 2, "event without type"),
+        (lines({"type": "noise"}), 2, "noise event without numeric t"),
+        (lines({"type": "noise", "t": "1"}), 2, "noise event without numeric t"),
+        (lines({"type": "noise", "t": True}), 2, "noise event without numeric t"),
+        (lines('{"type": "noise", "t": NaN}'), 2, "noise event without numeric t"),
+        (lines({"type": "noise", "t": 2}, {"type": "noise", "t": 1.5}), 3, "t 1.5 decreases"),
+        (lines(HEADER), 2, "second header"),
+        (lines({**REG, "op": None}), 2, "invoke without op id"),
+        (lines({**REG, "participant": None}), 2, "invoke of op 1 without participant"),
+        (lines({**REG, "f": None}), 2, "invoke of op 1 without f"),
+        (lines({**REG, "f": "multicast"}), 2, "unknown f 'multicast'"),
+        (lines(REG, {**REG, "t": 0.3}), 3, "duplicate op id 1 (first invoked on line 2)"),
+        (lines({**REG, "f": "msend"}), 2, "msend op 1 without message token"),
+        (
+            lines(
+                {**REG, "f": "msend", "message": "MA"},
+                {**REG, "op": 2, "f": "msend", "message": "MA"},
+            ),
+            3,
+            "message token MA already sent by op 1 (line 2)",
+        ),
+        (lines({"type": "ok", "t": 1, "op": 9}), 2, "ok for unknown op 9"),
+        (lines({"type": "info", "t": 1}), 2, "info without op id"),
+        (
+            lines(REG, REG_OK, {"type": "fail", "t": 0.3, "op": 1}),
+            4,
+            "second completion for op 1 (ok already on line 3)",
+        ),
+        (lines({"type": "deliver", "t": 1, "message": "MA"}), 2, "deliver without participant"),
+        (lines({"type": "deliver", "t": 1, "participant": "1"}), 2, "deliver without message"),
+        (
+            lines({"type": "probe", "t": 1, "probe": "port_released", "ok": "no"}),
+            2,
+            "without boolean ok",
+        ),
+        (lines({"type": "end", "t": 1}, {"type": "noise", "t": 2}), 3, "noise event after end"),
+    ],
+)
+def test_malformed_events_name_their_line(raw: list[str], line: int, reason: str) -> None:
+    e = error_of(raw)
+    assert e.line == line, str(e)
+    assert reason in e.reason, str(e)
+    assert str(e) == f"t.jsonl:{line}: {e.reason}"
+
+
+def test_line_numbers_count_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "blank.jsonl"
+    path.write_text(json.dumps(HEADER) + "\n\n   \n" + '{"type": "noise"}\n')
+    with pytest.raises(TraceError) as info:
+        check_path(path)
+    assert str(info.value) == f"{path}:4: noise event without numeric t"
+
+
+def test_non_utf8_line(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(
+        json.dumps(HEADER).encode() + b'\n{"type": "noise", "t": 1, "line": "caf\xe9"}\n'
+    )
+    with pytest.raises(TraceError) as info:
+        check_path(path)
+    assert info.value.line == 2 and "not UTF-8" in info.value.reason
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    with pytest.raises(TraceError) as info:
+        check_path(path)
+    assert info.value.line is None
+    assert str(info.value) == f"{path}: empty file (no header line)"
+    path.write_text("\n\n")
+    with pytest.raises(TraceError, match="empty file"):
+        check_path(path)
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(TraceError) as info:
+        check_path(tmp_path / "nope.jsonl")
+    assert info.value.line is None and "cannot read" in str(info.value)
+    assert str(info.value).startswith(str(tmp_path / "nope.jsonl") + ": ")
+    with pytest.raises(TraceError, match="is a directory"):
+        check_path(tmp_path)
+    if os.geteuid() != 0:  # root reads anything
+        locked = tmp_path / "locked.jsonl"
+        locked.write_text(json.dumps(HEADER) + "\n")
+        locked.chmod(0)
+        with pytest.raises(TraceError, match="cannot read"):
+            check_path(locked)
+
+
+def test_bytes_lines_and_path_objects_are_accepted(tmp_path: Path) -> None:
+    raw = lines(REG, REG_OK, {"type": "end", "t": 1.0})
+    assert check_lines([r.encode() for r in raw]).verdict == "pass"
+    path = tmp_path / "ok.jsonl"
+    path.write_text("\n".join(raw) + "\n")
+    assert check_path(path).verdict == "pass" and check_path(str(path)).name == str(path)
+
+
+def test_reader_keeps_what_rules_need() -> None:
+    raw = lines(
+        {**REG, "participant": 1},  # integer ids become strings
+        REG_OK,
+        {"type": "invoke", "t": 0.3, "op": "x", "participant": "1", "f": "msend", "message": "MA"},
+        {"type": "info", "t": 5.3, "op": "x", "reason": "timeout"},
+        {"type": "wire", "t": 5.4, "conn": 1, "data": "AAAA" * 100},
+        {"type": "deliver", "t": 5.5, "participant": "1", "message": "MA", "line": "MA"},
+        {"type": "log_reset", "t": 5.6, "participant": "1", "reason": "deleted"},
+        {
+            "type": "probe",
+            "t": 5.7,
+            "participant": "1",
+            "probe": "port_released",
+            "port": 5,
+            "ok": True,
+        },
+    )
+    trace = read_lines(raw, name="r")
+    assert trace.truncated and trace.horizon == 5.7 and trace.end is None
+    reg, send = trace.ops
+    assert (reg.participant, reg.f, reg.t0, reg.t1, reg.outcome) == (
+        "1",
+        "register",
+        0.1,
+        0.2,
+        "ok",
+    )
+    assert (send.id, send.t1, send.outcome, send.message) == ("x", None, "info", "MA")
+    assert [(d.t, d.participant, d.message, d.line) for d in trace.deliveries] == [
+        (5.5, "1", "MA", 7)
+    ]
+    assert trace.log_resets == 1 and len(trace.probes) == 1 and trace.events == 8
+
+
+def test_large_trace_streams_quickly(tmp_path: Path) -> None:
+    """~120k events: checked well inside the time budget (1M events must take < 20 s)."""
+    path = tmp_path / "big.jsonl"
+    ps = [str(i) for i in range(1, 9)]
+    with path.open("w") as f:
+        f.write(json.dumps({**HEADER, "participants": ps}) + "\n")
+        op = 0
+        for i, p in enumerate(ps):
+            op += 1
+            f.write(
+                json.dumps(
+                    {"type": "invoke", "t": 0.01 * i, "op": op, "participant": p, "f": "register"}
+                )
+                + "\n"
+            )
+            f.write(json.dumps({"type": "ok", "t": 0.01 * i + 0.001, "op": op}) + "\n")
+        for k in range(12000):
+            t = 1.0 + k * 0.01
+            op += 1
+            sender = ps[k % len(ps)]
+            token = f"M{k:08d}"
+            f.write(
+                json.dumps(
+                    {
+                        "type": "invoke",
+                        "t": t,
+                        "op": op,
+                        "participant": sender,
+                        "f": "msend",
+                        "message": token,
+                    }
+                )
+                + "\n"
+            )
+            f.write(json.dumps({"type": "ok", "t": t + 0.001, "op": op}) + "\n")
+            for p in ps:
+                f.write(
+                    json.dumps(
+                        {"type": "deliver", "t": t + 0.002, "participant": p, "message": token}
+                    )
+                    + "\n"
+                )
+        f.write(json.dumps({"type": "end", "t": 200.0}) + "\n")
+    start = time.monotonic()
+    v = check_path(path)
+    elapsed = time.monotonic() - start
+    assert v.verdict == "pass" and v.events > 120_000
+    assert v.rules["no-miss"].checked == 12000 * 8
+    assert elapsed < 15.0, f"{elapsed:.1f}s for {v.events} events"
