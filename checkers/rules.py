@@ -176,7 +176,7 @@ class _Judge:
             reason = self.owed(m, tl, state)
             if reason is None:
                 return
-            reasons.append(reason)
+            reasons.append(reason if len(states) == 1 else f"if {state}: {reason}")
         why = f"{self.head(m, p, states)}: {'; '.join(reasons)}; never delivered"
         self.add("no-miss", p, m, m.token, [], why, m.s1)
 
@@ -201,7 +201,7 @@ class _Judge:
         if x is None or x.t0 > deadline:
             if horizon < deadline:
                 return None
-            return f"online, no disconnect/deregister invoked by s1 + L = {fmt_t(deadline)}"
+            return f"no disconnect/deregister invoked by s1 + L = {fmt_t(deadline)}"
         if x.f == "deregister":
             return None
         e = tl.next_ender(x.t0)
