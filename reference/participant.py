@@ -30,6 +30,7 @@ from reference.participant_state import (
     error,
     parse_reply,
     plan,
+    releases_port,
     request_line,
     settle,
     take_deliveries,
@@ -224,12 +225,13 @@ class Participant:
         if step.verb == "quit":
             return "ok quit"
         if step.listens:
+            self.stop_receiver()  # one kept after a register/reconnect whose reply was lost
             failure = self._start_receiver(step)
             if failure:
                 return failure
         outcome = send_request(self.config, step)
         self.state, reply = settle(self.state, step, outcome)
-        if self.state is not State.ONLINE:
+        if releases_port(step, outcome, self.state):
             self.stop_receiver()
         return reply
 

@@ -173,6 +173,20 @@ def settle(state: State, command: Command, outcome: Outcome) -> tuple[State, str
     return state, error(command.verb, outcome.reason)
 
 
+def releases_port(command: Command, outcome: Outcome, state_after: State) -> bool:
+    """Whether thread-B must stop listening once `command` has had `outcome`.
+
+    Offline or out: yes. A register/reconnect refused or never sent: yes. One whose reply was
+    lost keeps listening, in case the coordinator did act. A disconnect/deregister whose reply
+    was lost releases the port anyway, as asked.
+    """
+    if state_after in (State.OUT, State.OFFLINE):
+        return True
+    if command.listens:
+        return isinstance(outcome, (Err, Unsent))
+    return command.verb in ("disconnect", "deregister") and isinstance(outcome, Lost)
+
+
 @dataclass(frozen=True)
 class Batch:
     """What thread-B does with one chunk of received bytes."""
