@@ -182,38 +182,49 @@ class _Judge:
 
     def owed(self, m: Message, tl: Timeline, state: str) -> Optional[str]:
         """Why state `state` of p at m demands a delivery of m, or None if it does not."""
-        td, tol, lat, horizon = self.p.td, self.p.tol, self.p.latency, self.p.horizon
+        lat = self.p.latency
         if state == OUT:
             return None
         if state == OFFLINE:
-            e = tl.period_end(m.s0)
-            if e is None or e.f != "reconnect" or not e.ok or e.t1 is None:
-                return None
-            age = e.t1 - m.s0
-            if age > td - tol or horizon < e.t1 + lat:
+            e = self.owing_reconnect(m, tl, tl.period_end(m.s0))
+            if e is None or e.t1 is None:
                 return None
             return (
                 f"reconnected [{fmt_t(e.t0)}, {fmt_t(e.t1)}]: {fmt_t(e.t1)} - {fmt_t(m.s0)} = "
-                f"{age:.3f} <= td {td} - tol {tol}"
+                f"{e.t1 - m.s0:.3f} <= td {self.p.td} - tol {self.p.tol}"
             )
         deadline = m.s1 + lat
         x = tl.first_exit(m.s0)
         if x is None or x.t0 > deadline:
-            if horizon < deadline:
+            if self.p.horizon < deadline:
                 return None
             return f"no disconnect/deregister invoked by s1 + L = {fmt_t(deadline)}"
         if x.f == "deregister":
             return None
-        e = tl.next_ender(x.t0)
-        limit = m.s0 + td - tol
-        if e is None or e.f != "reconnect" or not e.ok or e.t1 is None or e.t1 > limit:
-            return None
-        if horizon < e.t1 + lat:
+        e = self.owing_reconnect(m, tl, tl.next_ender(x.t0))
+        if e is None or e.t1 is None:
             return None
         return (
             f"disconnect invoked {fmt_t(x.t0)} but reconnect completed {fmt_t(e.t1)} <= "
-            f"s0 + td - tol = {fmt_t(limit)}"
+            f"s0 + td - tol = {fmt_t(m.s0 + self.p.td - self.p.tol)}"
         )
+
+    def owing_reconnect(self, m: Message, tl: Timeline, e: Optional[Op]) -> Optional[Op]:
+        """The reconnect at which m is owed to p, starting from period end `e`: an ok
+        reconnect with r1 - s0 <= td - tol. If p invoked disconnect within L of it (the
+        delivery may have been in flight), the obligation moves to the next such reconnect;
+        None when there is none, or the trace ends before r1 + L."""
+        limit = m.s0 + self.p.td - self.p.tol
+        while e is not None and e.f == "reconnect" and e.ok and e.t1 is not None:
+            if e.t1 > limit:
+                return None
+            x = tl.next_exit(e.t0)
+            if x is None or x.t0 > e.t1 + self.p.latency:
+                return e if self.p.horizon >= e.t1 + self.p.latency else None
+            if x.f == "deregister":
+                return None
+            e = tl.next_ender(x.t0)
+        return None
 
     def post_deregister(
         self, m: Message, p: str, tl: Timeline, states: frozenset, got: list[float]

@@ -109,6 +109,7 @@ class Timeline:
         self.ender_prefmax = _prefmax(self.enders)
         self.exits = [op for op in self.ops if op.f in EXITS and op.outcome != "fail"]
         self.exit_prefmax = _prefmax(self.exits)
+        self.exit_t0s = [op.t0 for op in self.exits]
         self.disconnects = [op for op in self.ops if op.f == "disconnect" and op.ok]
         self.disconnect_t0s = [op.t0 for op in self.disconnects]
 
@@ -146,6 +147,11 @@ class Timeline:
     def first_exit(self, s0: float) -> Optional[Op]:
         """First disconnect/deregister (not failed) not certainly over before s0."""
         i = bisect_left(self.exit_prefmax, s0)
+        return self.exits[i] if i < len(self.exits) else None
+
+    def next_exit(self, t: float) -> Optional[Op]:
+        """First disconnect/deregister (not failed) invoked after time t."""
+        i = bisect_right(self.exit_t0s, t)
         return self.exits[i] if i < len(self.exits) else None
 
     def last_disconnect(self, before: float) -> Optional[Op]:

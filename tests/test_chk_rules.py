@@ -532,3 +532,13 @@ def test_order_report_fifo_and_total_order() -> None:
     assert v.order.fifo_count == 1 and "p3 got MA" in v.order.fifo_examples[0]
     assert v.order.total_pairs == 2 and v.order.pairs_checked == 3
     assert v.as_json()["order"]["total_order"]["disagreeing_pairs"] == 2
+
+
+def test_disconnect_right_after_reconnect_moves_the_obligation() -> None:
+    tb = members("1", "2").disconnect("2", 0.5)
+    tb.msend("1", "MA", 1.0).to_all("MA", 1.05, "1")
+    tb.reconnect("2", 1.5).disconnect("2", 1.7)  # delivery at reconnect may have been in flight
+    assert tb.end(9.0).check().verdict == "pass"
+    tb.reconnect("2", 1.9)  # back within td - tol of s0: now it is owed
+    why = only(tb.end(9.0).check(), "no-miss", "2", "MA")
+    assert "reconnected [1.900, 1.910]" in why
