@@ -190,7 +190,7 @@ def _read_reply(sock: socket.socket) -> Outcome:
     return parse_reply(data.split(b"\n", 1)[0].decode("ascii", "replace"))
 
 
-def send_request(config: ParticipantConfig, participant_command: Command) -> Outcome:
+def send_request(config: ParticipantConfig, command: Command) -> Outcome:
     """One control request on its own connection: connect, send one line, read one reply."""
     address = (config.coordinator_host, config.coordinator_port)
     try:
@@ -199,7 +199,7 @@ def send_request(config: ParticipantConfig, participant_command: Command) -> Out
         return Unsent(f"coordinator unreachable: {_reason(exc)}")
     with sock:
         host = sock.getsockname()[0]
-        line = request_line(config.participant_id, participant_command, host)
+        line = request_line(config.participant_id, command, host)
         try:
             sock.sendall(line.encode("ascii"))
         except OSError as exc:
