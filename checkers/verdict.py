@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from checkers.order import OrderReport
 
+SUMMARY_PER_RULE = 50
 RULES: tuple[str, ...] = (
     "no-miss",
     "no-expired",
@@ -131,6 +132,19 @@ class Verdict:
         lines.extend(f"  note: {n}" for n in self.notes)
         if self.violations:
             lines.append("  violations:")
-            lines.extend(f"    {v.line()}" for v in self.violations)
+            lines.extend(self._violation_lines())
         lines.extend(f"  {s}" for s in self.order.summary_lines())
         return "\n".join(lines)
+
+    def _violation_lines(self) -> list[str]:
+        """Each violation on one line, at most SUMMARY_PER_RULE per rule (JSON has them all)."""
+        out = []
+        shown: dict[str, int] = {}
+        for v in self.violations:
+            shown[v.rule] = shown.get(v.rule, 0) + 1
+            if shown[v.rule] <= SUMMARY_PER_RULE:
+                out.append(f"    {v.line()}")
+        for rule, count in shown.items():
+            if count > SUMMARY_PER_RULE:
+                out.append(f"    ... {rule}: {count - SUMMARY_PER_RULE} more (see --json)")
+        return out
