@@ -170,7 +170,6 @@ def test_no_duplicates_or_losses_across_disconnect_reconnect_cycles(
     cluster = _start(procs, tmp_path, td=10)
     p1, p2, p3 = cluster.members
     sent: list[str] = []
-    cycled_at: list[int] = []
     stop = threading.Event()
 
     def send_continuously() -> None:
@@ -183,17 +182,16 @@ def test_no_duplicates_or_losses_across_disconnect_reconnect_cycles(
     sender.start()
     try:
         for _ in range(6):
-            wait_until(lambda: len(p3.log_lines()) >= len(sent) // 2, PROMPT, "some deliveries")
+            mark = len(sent)  # let a few messages go out (and be in flight) in every cycle
+            wait_until(lambda mark=mark: len(sent) >= mark + 3, PROMPT, "more msends")
             p3.ok("disconnect")
             p2.ok("disconnect")
             p2.ok(f"reconnect {free_port()}")
             p3.ok(f"reconnect {free_port()}")
-            cycled_at.append(len(sent))
     finally:
         stop.set()
         sender.join(timeout=20)
     assert not sender.is_alive()
-    assert len(set(cycled_at)) == len(cycled_at), f"no traffic between some cycles: {cycled_at}"
     p1.ok("msend Last")
     expected = [*sent, "Last"]
     for member in cluster.members:
