@@ -1,0 +1,473 @@
+"""Trace generator: a small model of a correct system that emits trace-format-v1 events.
+
+Pure and deterministic: a schedule of participant actions (or a seeded random stream of them)
+goes in, the header and events a correct coordinator would produce (SPEC §5, §6) come out.
+No sockets, no clocks, no checker import; events stream out in time order, so a trace of any
+length is written without holding it in memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import math
+import random
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, Optional
+
+FUNCTIONS = ("register", "deregister", "disconnect", "reconnect", "msend")
+TOKEN_DIGITS = 7
+MARGIN = 0.5  # generated message ages at reconnect keep this far outside td ± tol
+GAP = 0.01  # least pause between two ops of one participant (and, serialized, of anyone)
+PROBE_DELAY = 0.002  # port_released probe after a disconnect/deregister completes
+LATENCY_MAX = 0.05  # a delivery lands at most this long after the coordinator acted
+_NEXT = {"register": "online", "reconnect": "online", "disconnect": "offline", "deregister": "out"}
+
+
+def token(n: int) -> str:
+    """The n-th message token: "M" and 7 digits, so none can appear inside a run of others."""
+    return f"M{n:0{TOKEN_DIGITS}d}"
+
+
+@dataclass(frozen=True)
+class Action:
+    """One op a participant invokes at `t`; it completes (`ok`) at `t + duration`.
+
+    The coordinator acts on it at `t + effect * duration` (effect in [0, 1]).
+    """
+
+    t: float
+    participant: str
+    f: str
+    duration: float
+    effect: float = 0.5
+    message: str = ""
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A whole run: parameters and the time-ordered actions of every participant."""
+
+    td: float
+    participants: tuple[str, ...]
+    actions: tuple[Action, ...]
+    tolerance: float = 1.0
+    latency_bound: float = 1.0
+    seed: int = 0
+    scenario: str = "tracegen"
+
+
+@dataclass(frozen=True)
+class Knobs:
+    """Shape of a random schedule (see `random_actions`)."""
+
+    participants: int = 3
+    td: float = 3.0
+    tolerance: float = 1.0
+    latency_bound: float = 1.0
+    concurrent: bool = False  # False: no two ops of anyone overlap (every state is known)
+    op_time: tuple[float, float] = (0.005, 0.08)
+    pause: tuple[float, float] = (GAP, 0.3)
+    out_time: tuple[float, float] = (0.2, 3.0)
+    p_long: float = 0.4  # an offline period outlasts td (by td + tol + MARGIN at least)
+    p_leave_offline: float = 0.1  # an offline period ends in deregister instead of reconnect
+    w_msend: float = 0.8
+    w_disconnect: float = 0.12
+    w_deregister: float = 0.08
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class CoordinatorModel:
+    """A correct coordinator over its own instants: membership, offline store, td expiry.
+
+    `send` returns who gets a message at once; `act` applies an op and returns the stored
+    tokens a reconnecting participant gets (in send order, only those sent within td).
+    """
+
+    def __init__(self, td: float, participants: Iterable[str]) -> None:
+        self.td = td
+        self.status = {p: "out" for p in participants}
+        self.stored: dict[str, list[tuple[float, str]]] = {p: [] for p in self.status}
+
+    def send(self, at: float, message: str) -> list[str]:
+        for p, status in self.status.items():
+            if status == "offline":
+                self.stored[p].append((at, message))
+        return [p for p, status in self.status.items() if status == "online"]
+
+    def act(self, at: float, participant: str, f: str) -> list[str]:
+        status = self.status[participant]
+        allowed = {"register": "out", "reconnect": "offline", "disconnect": "online"}
+        if f in allowed and status != allowed[f]:
+            raise ValueError(f"{f} by {participant} while {status}")
+        self.status[participant] = _NEXT[f]
+        kept = self.stored[participant]
+        self.stored[participant] = []
+        if f != "reconnect":
+            return []
+        return [m for sent, m in kept if at - sent <= self.td]
+
+
+# ----------------------------------------------------------------------------- events
+
+
+def header(
+    td: float,
+    participants: Iterable[str],
+    *,
+    tolerance: float = 1.0,
+    latency_bound: float = 1.0,
+    seed: int = 0,
+    scenario: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """The trace-format-v1 header line (as a dict)."""
+    return {
+        "type": "header",
+        "format": "pams-trace",
+        "version": 1,
+        "run_id": f"tracegen-{seed}",
+        "td": td,
+        "participants": list(participants),
+        "implementation": {"name": "model"},
+        "scenario": scenario or {"name": "tracegen"},
+        "seed": seed,
+        "tolerance": tolerance,
+        "latency_bound": latency_bound,
+    }
+
+
+@dataclass
+class _Sim:
+    """Mutable bookkeeping of one `body` run (kept out of the public API)."""
+
+    model: CoordinatorModel
+    rng: random.Random
+    latency: float
+    coord: list[tuple[float, int, str, Any]] = field(default_factory=list)
+    out: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
+    in_flight: dict[str, list[list[Any]]] = field(default_factory=dict)
+    seq: Iterator[int] = field(default_factory=itertools.count)
+
+    def emit(self, t: float, event: dict[str, Any]) -> None:
+        heapq.heappush(self.out, (t, next(self.seq), event))
+
+    def launch(self, at: float, p: str, message: str) -> None:
+        cell = [message, False]
+        flying = self.in_flight.setdefault(p, [])
+        if len(flying) > 64:  # forget what has landed already
+            flying[:] = [c for c in flying if not c[1]]
+        flying.append(cell)
+        heapq.heappush(self.coord, (at, next(self.seq), "land", (p, cell)))
+
+    def land(self, t: float, p: str, cell: list[Any]) -> None:
+        if not cell[1]:
+            cell[1] = True
+            self.emit(t, {"type": "deliver", "t": t, "participant": p, "message": cell[0]})
+
+    def step(self) -> None:
+        at, _, kind, data = heapq.heappop(self.coord)
+        if kind == "land":
+            self.land(at, *data)
+            return
+        a: Action = data
+        if a.f == "msend":
+            for p in self.model.send(at, a.message):
+                self.launch(at + self.rng.uniform(0.001, self.latency), p, a.message)
+            return
+        if a.f in ("disconnect", "deregister"):  # what is in flight lands before the port closes
+            for cell in self.in_flight.pop(a.participant, []):
+                self.land(at, a.participant, cell)
+        due = self.model.act(at, a.participant, a.f)
+        lag = self.rng.uniform(0.001, self.latency / 2)
+        step = min(0.001, self.latency / 2 / max(len(due), 1))
+        for i, message in enumerate(due):
+            self.launch(at + lag + i * step, a.participant, message)
+
+    def run_until(self, bound: float) -> None:
+        while self.coord and self.coord[0][0] < bound:
+            self.step()
+
+    def flush(self, bound: float) -> Iterator[dict[str, Any]]:
+        limit = min(bound, self.coord[0][0]) if self.coord else bound
+        while self.out and self.out[0][0] < limit:
+            yield heapq.heappop(self.out)[2]
+
+
+def body(
+    actions: Iterable[Action],
+    td: float,
+    participants: Iterable[str],
+    *,
+    seed: int = 0,
+    latency_bound: float = 1.0,
+) -> Iterator[dict[str, Any]]:
+    """Every event after the header (the `end` included) for time-ordered `actions`.
+
+    Times are rounded to microseconds; `line_no` counts each participant's deliveries.
+    """
+    sim = _Sim(
+        CoordinatorModel(td, participants),
+        random.Random(seed),
+        min(LATENCY_MAX, latency_bound / 4),
+    )
+    line_no = dict.fromkeys(sim.model.status, 0)
+    ports: dict[str, int] = {}
+    previous = last = 0.0
+    for op, a in enumerate(itertools.chain(actions, [None]), start=1):
+        now = math.inf if a is None else a.t
+        if now < previous:
+            raise ValueError(f"action at t={now} comes after one at t={previous}")
+        previous = now
+        sim.run_until(now)
+        for event in sim.flush(now):
+            last = event["t"]
+            event["t"] = round(last, 6)
+            if event["type"] == "deliver":
+                line_no[event["participant"]] += 1
+                event["line_no"] = line_no[event["participant"]]
+                event["line"] = event["message"]
+            yield event
+        if a is not None:
+            _submit(sim, op, a, ports)
+    yield {"type": "end", "t": round(last + 0.5, 6)}
+
+
+def _submit(sim: _Sim, op: int, a: Action, ports: dict[str, int]) -> None:
+    if a.f not in FUNCTIONS or a.participant not in sim.model.status:
+        raise ValueError(f"unknown action {a.f!r} by {a.participant!r}")
+    invoke: dict[str, Any] = {"type": "invoke", "t": a.t, "op": op, "participant": a.participant}
+    invoke["f"] = a.f
+    if a.f == "msend":
+        invoke["message"] = a.message
+    if a.f in ("register", "reconnect"):
+        invoke["port"] = ports[a.participant] = a.port
+    done = a.t + a.duration
+    sim.emit(a.t, invoke)
+    sim.emit(done, {"type": "ok", "t": done, "op": op})
+    if a.f in ("disconnect", "deregister"):
+        probe = {"type": "probe", "t": done + PROBE_DELAY, "participant": a.participant}
+        probe.update(probe="port_released", port=ports.get(a.participant, 0), ok=True)
+        sim.emit(done + PROBE_DELAY, probe)
+    heapq.heappush(sim.coord, (a.t + a.effect * a.duration, next(sim.seq), "act", a))
+
+
+def events(schedule: Schedule) -> Iterator[dict[str, Any]]:
+    """The whole trace of `schedule` (header first, `end` last) as event dicts."""
+    actions = [asdict(a) for a in schedule.actions]
+    scenario = {"name": schedule.scenario, "actions": actions}
+    yield header(
+        schedule.td,
+        schedule.participants,
+        tolerance=schedule.tolerance,
+        latency_bound=schedule.latency_bound,
+        seed=schedule.seed,
+        scenario=scenario,
+    )
+    yield from body(
+        schedule.actions,
+        schedule.td,
+        schedule.participants,
+        seed=schedule.seed,
+        latency_bound=schedule.latency_bound,
+    )
+
+
+def lines(events_: Iterable[dict[str, Any]]) -> Iterator[str]:
+    """JSON Lines (without newline) of `events_`."""
+    return (json.dumps(e, separators=(",", ":")) for e in events_)
+
+
+# ----------------------------------------------------------------------------- random schedules
+
+
+@dataclass
+class _Member:
+    index: int
+    status: str = "out"
+    ports: int = 0
+    planned: Optional[Action] = None  # the op that ends an offline period, fixed at disconnect
+
+
+@dataclass
+class _Builder:
+    """Mutable state of `random_actions` (the plan: busy time, reserved slots, send bans)."""
+
+    rng: random.Random
+    k: Knobs
+    busy_until: float = 0.0
+    reserved: list[tuple[float, float]] = field(default_factory=list)  # planned op windows
+    bans: list[tuple[float, float]] = field(default_factory=list)  # no msend window may touch
+    messages: int = 0
+
+    def span(self) -> float:
+        return self.rng.uniform(*self.k.op_time)
+
+    def port(self, m: _Member) -> int:
+        m.ports += 1
+        return 20000 + (m.index * 97 + m.ports) % 40000
+
+    def conflict(self, t: float, end: float, f: str) -> Optional[float]:
+        """The earliest retry time when an op [t, end] would clash with the plan, else None."""
+        clashes = [b for b in self.bans if b[0] <= end and t <= b[1]] if f == "msend" else []
+        if not self.k.concurrent:
+            if t < self.busy_until + GAP:
+                return self.busy_until + GAP
+            clashes += [r for r in self.reserved if r[0] - GAP < end and t < r[1] + GAP]
+        return max(c[1] for c in clashes) + GAP if clashes else None
+
+    def plan_end_of_offline(self, m: _Member, pid: str, d1: float) -> Action:
+        """Fix when (and how) an offline period ends, so no stored message's age is near td."""
+        k, rng = self.k, self.rng
+        span = self.span()
+        room = k.td - k.tolerance - MARGIN - span - GAP
+        if rng.random() < k.p_long or room < 0.1:
+            slack = k.op_time[1] + 0.05
+            r0 = d1 + k.td + k.tolerance + MARGIN + rng.uniform(slack, slack + 2.0)
+        else:
+            r0 = d1 + rng.uniform(0.05, room)
+        while not k.concurrent:
+            retry = self.conflict(r0, r0 + span, "reconnect")
+            if retry is None:
+                break
+            r0 = retry
+        if not k.concurrent:
+            self.reserved.append((r0, r0 + span))
+        if rng.random() < k.p_leave_offline:
+            return Action(r0, pid, "deregister", span, rng.random())
+        ban = (max(d1, r0 - k.td - k.tolerance - MARGIN), r0 + span - k.td + k.tolerance + MARGIN)
+        if ban[0] < ban[1]:
+            self.bans.append(ban)
+        return Action(r0, pid, "reconnect", span, rng.random(), port=self.port(m))
+
+    def choose(self, m: _Member, pid: str, t: float) -> Action:
+        span, rng, k = self.span(), self.rng, self.k
+        if m.status == "out":
+            return Action(t, pid, "register", span, rng.random(), port=self.port(m))
+        f = rng.choices(
+            ("msend", "disconnect", "deregister"), (k.w_msend, k.w_disconnect, k.w_deregister)
+        )[0]
+        if f == "msend":
+            return Action(t, pid, f, span, rng.random(), message=token(self.messages + 1))
+        return Action(t, pid, f, span, rng.random())
+
+    def commit(self, m: _Member, a: Action) -> float:
+        """Record `a` as done and return when this participant may act next."""
+        end = a.t + a.duration
+        self.busy_until = max(self.busy_until, end)
+        self.reserved = [r for r in self.reserved if r[1] + GAP >= a.t]
+        self.bans = [b for b in self.bans if b[1] >= a.t]
+        m.status = _NEXT.get(a.f, m.status)
+        m.planned = None
+        if a.f == "msend":
+            self.messages += 1
+        if a.f == "disconnect":
+            m.planned = self.plan_end_of_offline(m, a.participant, end)
+            return m.planned.t
+        if a.f == "deregister":
+            return end + self.rng.uniform(*self.k.out_time)
+        return end + self.rng.uniform(*self.k.pause)
+
+
+def random_actions(rng: random.Random, knobs: Knobs) -> Iterator[Action]:
+    """An endless, time-ordered stream of valid actions by participants "1".."n".
+
+    Unless `knobs.concurrent`, no two ops overlap, so every state at every message is known;
+    either way no message sent while a participant is known offline has an age at its
+    reconnect within td ± (tol + MARGIN), so every persistence outcome is unambiguous.
+    """
+    b = _Builder(rng, knobs)
+    members = [_Member(i) for i in range(knobs.participants)]
+    queue = [(rng.uniform(0.1, 1.0 + knobs.participants * 0.2), i) for i in range(len(members))]
+    heapq.heapify(queue)
+    while True:
+        t, i = heapq.heappop(queue)
+        m, pid = members[i], str(i + 1)
+        a = m.planned or b.choose(m, pid, t)
+        retry = None if m.planned else b.conflict(t, t + a.duration, a.f)
+        if retry is not None:
+            heapq.heappush(queue, (retry, i))
+            continue
+        heapq.heappush(queue, (b.commit(m, a), i))
+        yield a
+
+
+def random_schedule(
+    rng: random.Random, knobs: Knobs, ops: int, seed: int = 0, scenario: str = "random"
+) -> Schedule:
+    """The first `ops` actions of `random_actions` as a `Schedule`."""
+    actions = tuple(itertools.islice(random_actions(rng, knobs), ops))
+    return Schedule(
+        td=knobs.td,
+        participants=tuple(str(i + 1) for i in range(knobs.participants)),
+        actions=actions,
+        tolerance=knobs.tolerance,
+        latency_bound=knobs.latency_bound,
+        seed=seed,
+        scenario=scenario,
+    )
+
+
+def random_trace(knobs: Knobs, seed: int, events_wanted: int) -> Iterator[str]:
+    """JSON lines of a correct random trace of about `events_wanted` events (header excluded).
+
+    Streams: memory stays bounded by what is in flight, whatever the length.
+    """
+    emitted = 0
+
+    def feed() -> Iterator[Action]:
+        for a in random_actions(random.Random(seed), knobs):
+            if emitted >= events_wanted - 1:
+                return
+            yield a
+
+    participants = [str(i + 1) for i in range(knobs.participants)]
+    scenario = {"name": "random", "knobs": asdict(knobs)}
+    yield json.dumps(
+        header(
+            knobs.td,
+            participants,
+            tolerance=knobs.tolerance,
+            latency_bound=knobs.latency_bound,
+            seed=seed,
+            scenario=scenario,
+        ),
+        separators=(",", ":"),
+    )
+    trace = body(feed(), knobs.td, participants, seed=seed, latency_bound=knobs.latency_bound)
+    for line in lines(trace):
+        emitted += 1
+        yield line
+
+
+def schedules(
+    min_ops: int = 5, max_ops: int = 60, **fixed: Any
+) -> Any:  # a hypothesis SearchStrategy[Schedule]
+    """Hypothesis strategy of random schedules; `fixed` pins `Knobs` fields (test-only import)."""
+    from hypothesis import strategies as st
+
+    def build(rng: random.Random, knobs: Knobs, ops: int, seed: int) -> Schedule:
+        return random_schedule(rng, knobs, ops, seed=seed, scenario="hypothesis")
+
+    knob_fields: dict[str, Any] = {
+        "participants": st.integers(2, 5),
+        "td": st.sampled_from([2.0, 2.5, 3.0, 4.0, 6.0]),
+        "tolerance": st.sampled_from([1.0, 0.25]),
+        "latency_bound": st.sampled_from([1.0, 0.5]),
+        "concurrent": st.booleans(),
+        "p_long": st.sampled_from([0.0, 0.4, 0.8]),
+        "p_leave_offline": st.sampled_from([0.0, 0.1, 0.5]),
+        "w_msend": st.sampled_from([0.5, 0.8]),
+    }
+    knob_fields.update({name: st.just(value) for name, value in fixed.items()})
+    return st.builds(
+        build,
+        rng=st.randoms(use_true_random=False),
+        knobs=st.builds(Knobs, **knob_fields),
+        ops=st.integers(min_ops, max_ops),
+        seed=st.integers(0, 2**16),
+    )

@@ -1,0 +1,353 @@
+"""The trace generator emits well-formed trace-format-v1 traces of a correct system.
+
+Checked against an oracle written here from SPEC §5/§6 (not from the generator's model), which
+the checker property tests reuse to pick fault-injection points.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from harness import tracegen as tg
+
+EPS = 2e-6  # times are rounded to microseconds
+NEXT_STATE = {
+    "register": "online",
+    "reconnect": "online",
+    "disconnect": "offline",
+    "deregister": "out",
+}
+FROM_STATE = {"register": "out", "reconnect": "offline", "disconnect": "online", "msend": "online"}
+PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+# ----------------------------------------------------------------------------- the oracle
+
+
+@dataclass(frozen=True)
+class Op:
+    """One completed op: its window [t0, t1]."""
+
+    op: int
+    participant: str
+    f: str
+    t0: float
+    t1: float
+    message: str = ""
+    port: int = 0
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A parsed trace: header, ops by participant, sent messages, deliveries."""
+
+    header: dict[str, Any]
+    events: list[dict[str, Any]]
+    ops: dict[str, list[Op]]
+    sent: dict[str, Op]
+    deliveries: dict[tuple[str, str], list[float]]
+
+    @property
+    def td(self) -> float:
+        return float(self.header["td"])
+
+    @property
+    def tol(self) -> float:
+        return float(self.header["tolerance"])
+
+    @property
+    def participants(self) -> list[str]:
+        return list(self.header["participants"])
+
+
+def parse(events: list[dict[str, Any]]) -> Trace:
+    """Parse generated events (header first) into a `Trace`; every op must have an `ok`."""
+    invokes = {e["op"]: e for e in events if e["type"] == "invoke"}
+    oks = {e["op"]: e["t"] for e in events if e["type"] == "ok"}
+    ops: dict[str, list[Op]] = defaultdict(list)
+    for n, e in invokes.items():
+        op = Op(n, e["participant"], e["f"], e["t"], oks[n], e.get("message", ""), e.get("port", 0))
+        ops[op.participant].append(op)
+    deliveries: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for e in events:
+        if e["type"] == "deliver":
+            deliveries[(e["participant"], e["message"])].append(e["t"])
+    sent = {o.message: o for group in ops.values() for o in group if o.f == "msend"}
+    return Trace(events[0], events, dict(ops), sent, dict(deliveries))
+
+
+def state_at(trace: Trace, p: str, m: Op) -> Optional[str]:
+    """p's state at m ("out"/"online"/"offline"), or None when an op of p overlaps m's window."""
+    state = "out"
+    for o in trace.ops.get(p, []):
+        if o.f == "msend":
+            continue
+        if o.t0 <= m.t1 and m.t0 <= o.t1:
+            return None
+        if o.t1 < m.t0:
+            state = NEXT_STATE.get(o.f, state)
+    return state
+
+
+def next_op(trace: Trace, p: str, after: float, f: Optional[str] = None) -> Optional[Op]:
+    """p's first op invoked after `after` (of kind `f`, if given)."""
+    later = [o for o in trace.ops.get(p, []) if o.t0 > after and (f is None or o.f == f)]
+    return later[0] if later else None
+
+
+def last_op(trace: Trace, p: str, before: float) -> Optional[Op]:
+    """p's last op completed before `before`."""
+    done = [o for o in trace.ops.get(p, []) if o.t1 < before]
+    return done[-1] if done else None
+
+
+def generate(schedule: tg.Schedule) -> list[dict[str, Any]]:
+    """The schedule's trace, round-tripped through its JSON lines."""
+    return [json.loads(line) for line in tg.lines(tg.events(schedule))]
+
+
+# ----------------------------------------------------------------------------- well-formed
+
+
+def assert_well_formed(events: list[dict[str, Any]]) -> None:
+    """Format-level invariants of SPEC §5 for a complete generated trace."""
+    head, rest = events[0], events[1:]
+    assert head["type"] == "header" and head["format"] == "pams-trace" and head["version"] == 1
+    assert {"td", "participants", "seed", "scenario", "tolerance", "latency_bound"} <= set(head)
+    assert all(e["type"] != "header" for e in rest)
+    assert rest[-1]["type"] == "end" and sum(e["type"] == "end" for e in rest) == 1
+    times = [e["t"] for e in rest]
+    assert times == sorted(times), "t must be non-decreasing"
+    invokes = [e for e in rest if e["type"] == "invoke"]
+    assert len({e["op"] for e in invokes}) == len(invokes), "op ids must be unique"
+    seen: set[int] = set()
+    for e in rest:
+        if e["type"] == "invoke":
+            seen.add(e["op"])
+        if e["type"] == "ok":
+            assert e["op"] in seen, f"ok for op {e['op']} before its invoke"
+            seen.discard(e["op"])
+    assert not seen, f"ops without ok: {sorted(seen)}"
+    tokens = [e["message"] for e in invokes if e["f"] == "msend"]
+    assert len(set(tokens)) == len(tokens), "msend tokens must be unique"
+    assert all(re.fullmatch(r"M[0-9]{7}", m) for m in tokens)
+    assert set(head["participants"]) >= {e["participant"] for e in invokes}
+
+
+def assert_valid_ops(trace: Trace) -> None:
+    """Each participant's ops are sequential, valid transitions; probes follow disconnects."""
+    probes = [e for e in trace.events if e["type"] == "probe"]
+    assert all(e["probe"] == "port_released" and e["ok"] is True for e in probes)
+    probed = Counter((e["participant"], e["port"]) for e in probes)
+    expected: Counter[tuple[str, int]] = Counter()
+    for p, ops in trace.ops.items():
+        state, port = "out", 0
+        for before, after in zip(ops, ops[1:]):
+            assert before.t1 < after.t0, f"ops of {p} overlap: {before} {after}"
+        for o in ops:
+            assert o.f == "deregister" or FROM_STATE[o.f] == state, f"{o} while {state}"
+            state = NEXT_STATE.get(o.f, state)
+            port = o.port or port
+            if o.f in ("disconnect", "deregister"):
+                expected[(p, port)] += 1
+    assert probed == expected
+
+
+def assert_deliveries_follow_spec(trace: Trace, *, unambiguous: bool) -> None:
+    """Every (message, participant) outcome is one SPEC §6 requires (or allows, if uncertain).
+
+    `unambiguous`: additionally no state at a message is uncertain.
+    """
+    td, tol, lat = trace.td, trace.tol, tg.LATENCY_MAX + EPS
+    for (p, m), times in trace.deliveries.items():
+        assert m in trace.sent, f"phantom {m}"
+        assert len(times) == 1, f"{m} delivered to {p} {len(times)} times"
+        assert times[0] >= trace.sent[m].t0
+    for m, send in trace.sent.items():
+        for p in trace.participants:
+            got = trace.deliveries.get((p, m), [])
+            state = state_at(trace, p, send)
+            assert not (unambiguous and state is None), f"{p} uncertain at {m}"
+            if state == "online":
+                assert got and got[0] <= send.t1 + lat, f"{m} not immediate to online {p}"
+            elif state == "out":
+                assert not got, f"{m} delivered to {p}, out at it"
+            elif state == "offline":
+                end = next_op(trace, p, send.t1)
+                if end is None or end.f == "deregister":
+                    assert not got, f"{m} delivered to {p} whose offline period never reconnected"
+                    continue
+                fresh = end.t1 - send.t0 < td - tol - tg.MARGIN
+                assert fresh or end.t0 - send.t1 > td + tol + tg.MARGIN, f"{m} age ~td at {p}"
+                assert bool(got) == fresh, f"{m} to {p}: fresh={fresh} got={got}"
+                if got:
+                    assert end.t0 <= got[0] <= end.t1 + lat
+
+
+def check_generated(schedule: tg.Schedule, *, unambiguous: bool = True) -> Trace:
+    """Generate `schedule`'s trace and assert every invariant above."""
+    events = generate(schedule)
+    assert_well_formed(events)
+    trace = parse(events)
+    assert_valid_ops(trace)
+    assert_deliveries_follow_spec(trace, unambiguous=unambiguous)
+    return trace
+
+
+@PROPERTY
+@given(tg.schedules(concurrent=False))
+def test_serialized_schedules_give_correct_unambiguous_traces(schedule: tg.Schedule) -> None:
+    check_generated(schedule)
+
+
+@PROPERTY
+@given(tg.schedules(concurrent=True))
+def test_concurrent_schedules_give_correct_traces(schedule: tg.Schedule) -> None:
+    check_generated(schedule, unambiguous=False)
+
+
+@pytest.mark.parametrize("concurrent", [False, True])
+def test_large_random_trace_is_correct(concurrent: bool) -> None:
+    knobs = tg.Knobs(participants=10, concurrent=concurrent, p_long=0.5)
+    events = [json.loads(line) for line in tg.random_trace(knobs, seed=11, events_wanted=30_000)]
+    assert 30_000 <= len(events) - 1 < 30_200
+    assert_well_formed(events)
+    trace = parse(events)
+    assert_valid_ops(trace)
+    assert_deliveries_follow_spec(trace, unambiguous=not concurrent)
+    kinds = Counter(o.f for ops in trace.ops.values() for o in ops)
+    assert all(kinds[f] > 10 for f in tg.FUNCTIONS), kinds
+
+
+# ----------------------------------------------------------------------------- fixed cases
+
+
+def a(t: float, p: str, f: str, **kw: Any) -> tg.Action:
+    return tg.Action(t, p, f, kw.pop("duration", 0.02), **kw)
+
+
+def test_hand_written_schedule_gets_exactly_the_required_deliveries() -> None:
+    """td = 5: a short absence loses nothing, a long one keeps only the last td seconds,
+    a deregistered member gets nothing sent while out, and re-registering starts afresh."""
+    acts = [
+        a(0.1, "1", "register", port=20001),
+        a(0.2, "2", "register", port=20002),
+        a(0.3, "3", "register", port=20003),
+        a(1.0, "1", "msend", message=tg.token(1)),  # all three online
+        a(1.5, "2", "disconnect"),
+        a(2.0, "1", "msend", message=tg.token(2)),  # 2 offline: age ~2.0 at its reconnect
+        a(3.0, "3", "deregister"),
+        a(3.5, "1", "msend", message=tg.token(3)),  # 3 out
+        a(4.0, "2", "reconnect", port=20012),  # 2 was away 2.5 s <= td
+        a(5.0, "2", "disconnect"),
+        a(5.5, "1", "msend", message=tg.token(4)),  # age ~7.0 at 2's reconnect: lost
+        a(10.0, "1", "msend", message=tg.token(5)),  # age ~2.5: kept
+        a(11.0, "3", "register", port=20013),
+        a(12.5, "2", "reconnect", port=20022),
+        a(13.0, "1", "msend", message=tg.token(6)),
+    ]
+    schedule = tg.Schedule(td=5.0, participants=("1", "2", "3"), actions=tuple(acts), seed=5)
+    trace = check_generated(schedule)
+    got = {(p, m) for (p, m) in trace.deliveries}
+    want = {(p, tg.token(1)) for p in "123"}
+    want |= {("1", tg.token(n)) for n in range(2, 7)}
+    want |= {("2", tg.token(2)), ("2", tg.token(3)), ("2", tg.token(5)), ("2", tg.token(6))}
+    want |= {("3", tg.token(2)), ("3", tg.token(6))}
+    assert got == want
+    assert trace.deliveries[("2", tg.token(2))][0] >= 4.0  # held until the reconnect
+    ends = [e for e in trace.events if e["type"] == "end"]
+    assert ends[0]["t"] >= max(e["t"] for e in trace.events[1:])
+
+
+def test_effect_instant_decides_uncertain_outcomes() -> None:
+    """A disconnect overlapping an msend: acting first means the message waits for the
+    reconnect, acting last means it is delivered at once (never later than the disconnect)."""
+
+    def run(effect: float) -> list[float]:
+        acts = [
+            a(0.1, "1", "register", port=20001),
+            a(0.2, "2", "register", port=20002),
+            a(1.0, "1", "msend", duration=0.2, effect=0.5, message=tg.token(1)),
+            a(1.05, "2", "disconnect", duration=0.1, effect=effect),
+            a(2.0, "2", "reconnect", port=20003),
+        ]
+        schedule = tg.Schedule(3.0, ("1", "2"), tuple(acts), seed=1)
+        return parse(generate(schedule)).deliveries[("2", tg.token(1))]
+
+    assert 1.1 <= run(0.9)[0] <= 1.15  # still online when the coordinator sent it
+    assert 2.0 <= run(0.1)[0] <= 2.02 + tg.LATENCY_MAX  # offline: held until reconnect
+
+
+def test_model_expiry_boundary_is_inclusive() -> None:
+    model = tg.CoordinatorModel(2.0, ["1", "2"])
+    model.act(0.0, "1", "register")
+    model.act(0.0, "2", "register")
+    model.act(0.5, "2", "disconnect")
+    assert model.send(1.0, "A") == ["1"]
+    assert model.send(1.5, "B") == ["1"]
+    assert model.act(3.0, "2", "reconnect") == ["A", "B"]  # A is exactly td old
+    model.act(3.5, "2", "disconnect")
+    model.send(4.0, "C")
+    model.send(4.5, "D")
+    assert model.act(6.25, "2", "reconnect") == ["D"]
+
+
+def test_model_forgets_store_on_deregister() -> None:
+    model = tg.CoordinatorModel(5.0, ["1", "2"])
+    model.act(0.0, "1", "register")
+    model.act(0.0, "2", "register")
+    model.act(0.5, "2", "disconnect")
+    model.send(1.0, "A")
+    model.act(2.0, "2", "deregister")
+    model.act(3.0, "2", "register")
+    assert model.send(3.5, "B") == ["1", "2"]
+    assert model.stored["2"] == []
+
+
+@pytest.mark.parametrize(
+    "acts, error",
+    [
+        ([a(1.0, "1", "register"), a(0.5, "1", "msend")], "comes after"),
+        ([a(1.0, "9", "register")], "unknown action"),
+        ([a(1.0, "1", "reconnect")], "reconnect by 1 while out"),
+    ],
+)
+def test_invalid_schedules_are_rejected(acts: list[tg.Action], error: str) -> None:
+    schedule = tg.Schedule(3.0, ("1",), tuple(acts))
+    with pytest.raises(ValueError, match=error):
+        list(tg.events(schedule))
+
+
+# ------------------------------------------------------------------ determinism, streaming
+
+
+def test_same_seed_same_trace_other_seed_other_trace() -> None:
+    knobs = tg.Knobs(participants=4, concurrent=True)
+    first = list(tg.random_trace(knobs, seed=3, events_wanted=2000))
+    assert first == list(tg.random_trace(knobs, seed=3, events_wanted=2000))
+    assert first != list(tg.random_trace(knobs, seed=4, events_wanted=2000))
+    schedule = tg.random_schedule(random.Random(9), knobs, 50, seed=9)
+    assert list(tg.lines(tg.events(schedule))) == list(tg.lines(tg.events(schedule)))
+
+
+def test_body_streams_an_endless_schedule() -> None:
+    """Events come out while the actions are still being produced (never all held at once)."""
+    endless = tg.random_actions(random.Random(1), tg.Knobs(participants=10, concurrent=True))
+    head = list(itertools.islice(tg.body(endless, 3.0, [str(i) for i in range(1, 11)]), 5000))
+    assert len(head) == 5000 and all(e["type"] != "end" for e in head)
+
+
+def test_lines_are_compact_single_line_json() -> None:
+    schedule = tg.random_schedule(random.Random(2), tg.Knobs(), 40)
+    for line in tg.lines(tg.events(schedule)):
+        assert "\n" not in line and ", " not in line
+        assert isinstance(json.loads(line), dict)
