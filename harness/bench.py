@@ -1,0 +1,153 @@
+"""Benchmarks. `python -m harness.bench checkers [--events N] [--participants P] [--seed S]`
+writes a correct random trace of N events and times `checkers.check_path` on it.
+
+The check runs in a child process, so its peak RSS is the checker's own, not the generator's.
+Exit status: 0 when the (correct) trace passes, 1 when the checker rejects it, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from harness import tracegen
+
+TARGET_SECONDS = 20.0
+TARGET_BYTES = 1 << 30
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (ru_maxrss: KiB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+def write_trace(path: Path, knobs: tracegen.Knobs, seed: int, events: int) -> int:
+    """Stream a generated trace of about `events` events to `path`; return the event count."""
+    count = -1  # the header is not an event
+    with path.open("w", encoding="utf-8") as out:
+        for line in tracegen.random_trace(knobs, seed, events):
+            out.write(line)
+            out.write("\n")
+            count += 1
+    return count
+
+
+def _check_child(path: str) -> int:
+    """Child side: judge `path`, print one JSON line of figures."""
+    from checkers import check_path
+
+    start = time.perf_counter()
+    verdict = check_path(path)
+    seconds = time.perf_counter() - start
+    failed = [rule for rule, r in verdict.as_json()["rules"].items() if r["status"] != "pass"]
+    figures = {"seconds": seconds, "peak_rss": peak_rss_bytes(), "verdict": verdict.verdict}
+    figures["failed_rules"] = failed
+    print(json.dumps(figures))
+    return 0
+
+
+def measure_check(path: Path, timeout: float) -> dict[str, Any]:
+    """Run the checker on `path` in a child interpreter and return its figures."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
+    cmd = [sys.executable, "-m", "harness.bench", "_check", str(path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"checker process exited {done.returncode}: {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def bench_checkers(args: argparse.Namespace) -> dict[str, Any]:
+    """Generate, check, and collect every figure of the checkers benchmark."""
+    knobs = tracegen.Knobs(participants=args.participants, concurrent=not args.serialized)
+    with tempfile.TemporaryDirectory(prefix="pams-bench-") as tmp:
+        path = Path(args.keep) if args.keep else Path(tmp) / "trace.jsonl"
+        start = time.perf_counter()
+        count = write_trace(path, knobs, args.seed, args.events)
+        generated = time.perf_counter() - start
+        size = path.stat().st_size
+        check = measure_check(path, args.timeout)
+    met = check["seconds"] < TARGET_SECONDS and check["peak_rss"] < TARGET_BYTES
+    return {
+        "events": count,
+        "participants": args.participants,
+        "seed": args.seed,
+        "concurrent": knobs.concurrent,
+        "file_bytes": size,
+        "generate_seconds": generated,
+        "check_seconds": check["seconds"],
+        "events_per_second": count / check["seconds"] if check["seconds"] else 0.0,
+        "check_peak_rss_bytes": check["peak_rss"],
+        "verdict": check["verdict"],
+        "failed_rules": check["failed_rules"],
+        "target_met": met,
+    }
+
+
+def render(fig: dict[str, Any]) -> str:
+    """The human summary of `bench_checkers` figures."""
+    mib = 1024 * 1024
+    rows = [
+        ("events", f"{fig['events']:,} ({fig['participants']} participants, seed {fig['seed']})"),
+        ("trace file", f"{fig['file_bytes'] / mib:.1f} MiB"),
+        ("generate", f"{fig['generate_seconds']:.2f} s"),
+        ("check", f"{fig['check_seconds']:.2f} s ({fig['events_per_second']:,.0f} events/s)"),
+        ("check peak RSS", f"{fig['check_peak_rss_bytes'] / mib:.0f} MiB"),
+        (
+            "verdict",
+            fig["verdict"] + (f" ({', '.join(fig['failed_rules'])})" * bool(fig["failed_rules"])),
+        ),
+        ("target", ("met" if fig["target_met"] else "MISSED") + " (< 20 s, < 1 GiB)"),
+    ]
+    return "\n".join(f"{name:<16}{value}" for name, value in rows)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="what", required=True)
+    c = sub.add_parser("checkers", help="generate a correct trace and time the checker on it")
+    c.add_argument("--events", type=_positive, default=1_000_000, help="default 1,000,000")
+    c.add_argument("--participants", type=_positive, default=10, help="default 10")
+    c.add_argument("--seed", type=int, default=1, help="default 1")
+    c.add_argument("--serialized", action="store_true", help="no overlapping ops (default: some)")
+    c.add_argument("--keep", metavar="PATH", help="write the trace to PATH and keep it")
+    c.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the check")
+    c.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    return p
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Entry point; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["_check"] and len(argv) == 2:
+        return _check_child(argv[1])
+    args = parser().parse_args(argv)
+    try:
+        fig = bench_checkers(args)
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        print(f"pams bench: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(fig) if args.json else render(fig))
+    return 0 if fig["verdict"] == "pass" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
