@@ -8,6 +8,7 @@ flow control never holds up the request path or other members.
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 import time
@@ -327,7 +328,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         asyncio.run(serve(config.port, config.td, log))
     except OSError as exc:
-        log.event(f"{args[0]}:1: cannot listen on port {config.port}: {exc.strerror or exc}")
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        log.event(f"{args[0]}:1: cannot listen on port {config.port}: {reason}")
         return 1
     return 0
 
