@@ -39,6 +39,7 @@ SAMPLE_INTERVAL = 1.0  # seconds between two coordinator RSS samples
 PROGRESS_INTERVAL = 5.0  # seconds between two progress lines on stderr
 REPLY_TIMEOUT = 5.0  # a command without a reply after this long is a failure
 STARTUP_TIMEOUT = 10.0
+PORT_TRIES = 3  # a free port can be taken by someone else before our process binds it
 DUPLICATE_GRACE = 0.3  # seconds to keep tailing after the last delivery, to catch duplicates
 NAN = float("nan")
 
@@ -219,13 +220,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def accepts(port: int) -> bool:
-    """True when something accepts TCP connections on 127.0.0.1:`port`."""
+def listens(pid: int, port: int) -> bool:
+    """True when process `pid` itself has a TCP socket listening on `port` (any address), as
+    /proc shows it; someone else listening on that port does not count."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
+        fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
+    inodes = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    return any(_listening_inode(table, port) & inodes for table in ("tcp", "tcp6"))
+
+
+def _listening_inode(table: str, port: int) -> set[str]:
+    """Inodes of the sockets in /proc/net/TABLE that listen on `port`."""
+    try:
+        with open(f"/proc/net/{table}", encoding="ascii") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+    except OSError:
+        return set()
+    listen, hex_port = "0A", f"{port:04X}"
+    return {r[9] for r in rows if r[3] == listen and r[1].rsplit(":", 1)[1] == hex_port}
 
 
 @dataclass
@@ -423,26 +442,50 @@ class Bench:
     # -- setup -------------------------------------------------------------
 
     def start(self) -> None:
-        port = free_port()
-        cdir = self.run_dir / "coordinator"
-        cdir.mkdir()
-        (cdir / "coordinator.conf").write_text(f"{port}\n{self.opts.td}\n")
-        profile = self.profile_path if self.opts.profile else None
-        self.coordinator = self._spawn("coordinator", "reference.coordinator", cdir, False, profile)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not accepts(port):
-            self._check_alive()
-            if time.monotonic() > deadline:
-                raise BenchError(f"coordinator did not listen on port {port} within 10 s")
-            time.sleep(0.02)
+        """Start the coordinator and the participants and register every participant; a port
+        that was taken between choosing and binding it is replaced (up to 3 tries)."""
+        port = self._start_coordinator()
         for i in range(self.opts.participants):
             self.members.append(self._start_member(i, port))
         for m in self.members:
             m.write(f"register {free_port()}")
         for m in self.members:
+            self._register(m)
+
+    def _start_coordinator(self) -> int:
+        cdir = self.run_dir / "coordinator"
+        cdir.mkdir()
+        profile = self.profile_path if self.opts.profile else None
+        for _ in range(PORT_TRIES):
+            port = free_port()
+            (cdir / "coordinator.conf").write_text(f"{port}\n{self.opts.td}\n")
+            self.coordinator = self._spawn(
+                "coordinator", "reference.coordinator", cdir, False, profile
+            )
+            deadline = time.monotonic() + STARTUP_TIMEOUT
+            pid = self.coordinator.popen.pid
+            while self.coordinator.popen.poll() is None and not listens(pid, port):
+                if time.monotonic() > deadline:
+                    raise BenchError(f"coordinator did not listen on port {port} within 10 s")
+                time.sleep(0.02)
+            failure = self.coordinator.failure()
+            if failure is None:
+                return port
+            if "cannot listen" not in failure:
+                break
+            self.children.remove(self.coordinator)
+        raise BenchError(failure)
+
+    def _register(self, m: Member) -> None:
+        for attempt in range(PORT_TRIES):
+            if attempt:
+                m.write(f"register {free_port()}")
             reply = self._await_reply(m, time.monotonic() + STARTUP_TIMEOUT)
-            if not reply.startswith("ok"):
-                raise BenchError(f"{m.child.name}: register failed: {reply}")
+            if reply.startswith("ok"):
+                return
+            if "in use" not in reply:
+                break
+        raise BenchError(f"{m.child.name}: register failed: {reply}")
 
     @property
     def profile_path(self) -> Path:
