@@ -4,7 +4,7 @@ Runs the real coordinator and N real participants on 127.0.0.1, drives `msend` c
 through the participants' stdin, tails their logs, and prints throughput, delivery latency,
 missing/duplicate counts, coordinator memory and per-process CPU. Exit 1 when any acked
 message is missing from a log or logged twice, 2 when the run cannot be set up or a process
-fails.
+fails, 130 when interrupted; every process started is killed (process group) in every case.
 """
 
 from __future__ import annotations
