@@ -351,3 +351,30 @@ def test_lines_are_compact_single_line_json() -> None:
     for line in tg.lines(tg.events(schedule)):
         assert "\n" not in line and ", " not in line
         assert isinstance(json.loads(line), dict)
+
+
+# ----------------------------------------------------------------------------- the bench
+
+
+@pytest.mark.timeout(60)
+def test_bench_checkers_reports_figures_of_a_passing_check(tmp_path: Any, capsys: Any) -> None:
+    pytest.importorskip("checkers")
+    from harness import bench
+
+    keep = tmp_path / "trace.jsonl"
+    argv = ["checkers", "--events", "3000", "--participants", "4", "--keep", str(keep), "--json"]
+    assert bench.main(argv) == 0
+    fig = json.loads(capsys.readouterr().out)
+    assert 3000 <= fig["events"] < 3100 and fig["verdict"] == "pass" and fig["target_met"]
+    assert fig["file_bytes"] == keep.stat().st_size
+    assert sum(1 for _ in keep.open()) == fig["events"] + 1
+    assert 0 < fig["check_seconds"] < 30 and 10 * 2**20 < fig["check_peak_rss_bytes"] < 2**30
+
+
+def test_bench_rejects_bad_arguments_in_one_line(capsys: Any) -> None:
+    from harness import bench
+
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["checkers", "--events", "0"])
+    assert stop.value.code == 2
+    assert "--events: must be at least 1" in capsys.readouterr().err.strip().splitlines()[-1]

@@ -1,0 +1,368 @@
+"""Property tests of the checkers against the trace generator's model of a correct system.
+
+Correct traces must pass every rule; one injected fault must fail exactly its own rule. The
+injection points are picked with the oracle of tests/test_tracegen.py (from SPEC §6), away
+from every boundary by clear margins, so that the other seven rules have nothing to say.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_right
+from typing import Any, Callable, Optional
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from harness import tracegen as tg
+from tests.test_tracegen import Op, Trace, generate, last_op, next_op, parse, state_at
+
+checkers = pytest.importorskip("checkers")
+
+Events = list[dict[str, Any]]
+MARGIN = 0.3  # seconds kept between an injected event and any rule's boundary
+PHANTOM = "M9999999"  # the generator's tokens count up from M0000001
+PROPERTY = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+pytestmark = pytest.mark.timeout(60)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def verdict(events: Events) -> dict[str, Any]:
+    return checkers.check_lines([json.dumps(e) for e in events], name="generated").as_json()
+
+
+def failed_rules(events: Events) -> set[str]:
+    return {rule for rule, r in verdict(events)["rules"].items() if r["status"] != "pass"}
+
+
+def assert_only(events: Events, rule: str) -> None:
+    """The checker fails `rule` and no other."""
+    v = verdict(events)
+    failed = {name for name, r in v["rules"].items() if r["status"] != "pass"}
+    assert failed == {rule}, json.dumps(v["violations"], indent=1)
+    assert v["verdict"] == "fail" and all(x["rule"] == rule for x in v["violations"])
+
+
+def insert(events: Events, event: dict[str, Any]) -> Events:
+    """A copy of `events` with `event` placed in time order (after equal times, before `end`)."""
+    body = events[1:-1]
+    at = bisect_right([e["t"] for e in body], event["t"])
+    end = dict(events[-1], t=max(events[-1]["t"], event["t"] + 0.5))
+    return [events[0], *body[:at], event, *body[at:], end]
+
+
+def without(events: Events, event: dict[str, Any]) -> Events:
+    return [e for e in events if e is not event]
+
+
+def deliveries(events: Events, p: str, m: str) -> list[dict[str, Any]]:
+    return [
+        e for e in events if e["type"] == "deliver" and e["participant"] == p and e["message"] == m
+    ]
+
+
+def deliver(t: float, p: str, m: str) -> dict[str, Any]:
+    return {"type": "deliver", "t": round(t, 6), "participant": p, "message": m, "line": m}
+
+
+def horizon(events: Events) -> float:
+    return float(events[-1]["t"])
+
+
+def exit_after(trace: Trace, p: str, t: float) -> Optional[Op]:
+    """p's first disconnect/deregister invoked after `t`."""
+    later = [o for o in trace.ops.get(p, []) if o.t0 > t and o.f in ("disconnect", "deregister")]
+    return later[0] if later else None
+
+
+Pick = Callable[[Events, Trace], Optional[tuple[Any, ...]]]
+
+
+def pick(events: Events, trace: Trace, choose: Pick, data: st.DataObject) -> tuple[Any, ...]:
+    """Let hypothesis choose among the candidates `choose` yields (assume there is one)."""
+    found = list(choose(events, trace) or ())
+    assume(found)
+    return data.draw(st.sampled_from(found))
+
+
+def known_online_steady(events: Events, trace: Trace) -> list[tuple[Op, str, dict[str, Any]]]:
+    """(m, p, its one delivery) with p known online at m, no disconnect/deregister of p invoked
+    until well after s1 + L, and the trace lasting past that too: m is owed to p at once."""
+    lat = trace.header["latency_bound"]
+    out = []
+    for m in trace.sent.values():
+        quiet = m.t1 + lat + 1.0
+        for p in trace.participants:
+            if state_at(trace, p, m) != "online" or horizon(events) < quiet:
+                continue
+            x = exit_after(trace, p, m.t0)
+            got = deliveries(events, p, m.message)
+            if (x is None or x.t0 > quiet) and len(got) == 1:
+                out.append((m, p, got[0]))
+    return out
+
+
+def known_offline(events: Events, trace: Trace) -> list[tuple[Op, str, Op, Op]]:
+    """(m, p, disconnect, reconnect): p known offline at m, its period ends in a reconnect."""
+    out = []
+    for m in trace.sent.values():
+        for p in trace.participants:
+            if state_at(trace, p, m) != "offline":
+                continue
+            d, r = last_op(trace, p, m.t0), next_op(trace, p, m.t1)
+            if d is not None and r is not None and r.f == "reconnect":
+                out.append((m, p, d, r))
+    return out
+
+
+# ----------------------------------------------------------------------------- correct traces
+
+
+@PROPERTY
+@given(tg.schedules())
+def test_correct_traces_pass_every_rule(schedule: tg.Schedule) -> None:
+    v = verdict(generate(schedule))
+    assert v["verdict"] == "pass", json.dumps(v["violations"], indent=1)
+    assert set(v["rules"]) == set(checkers.RULES)
+    assert all(r["status"] == "pass" for r in v["rules"].values())
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**16), st.booleans())
+def test_larger_random_traces_pass(seed: int, concurrent: bool) -> None:
+    knobs = tg.Knobs(participants=6, concurrent=concurrent, p_long=0.5, p_leave_offline=0.2)
+    lines = list(tg.random_trace(knobs, seed, 4000))
+    v = checkers.check_lines(lines).as_json()
+    assert v["verdict"] == "pass", json.dumps(v["violations"][:5], indent=1)
+
+
+# ----------------------------------------------------------------------------- one fault, one rule
+
+SERIAL = dict(concurrent=False, p_leave_offline=0.0)
+STEADY = dict(SERIAL, w_disconnect=0.03, w_deregister=0.02)  # long online stretches
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=20, **STEADY), st.data())
+def test_dropped_delivery_to_online_member_fails_no_miss(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """p was known online at m and stayed so until well past s1 + L (no exemption), and the
+    trace outlasts that: m is owed. Removing its only delivery leaves nothing for the other
+    rules to judge (no delivery is late, doubled, early or unknown)."""
+    events = generate(schedule)
+    _, _, gone = pick(events, parse(events), known_online_steady, data)
+    assert_only(without(events, gone), "no-miss")
+
+
+@PROPERTY
+@given(tg.schedules(), st.data())
+def test_duplicated_delivery_fails_no_duplicate(schedule: tg.Schedule, data: st.DataObject) -> None:
+    """A second copy of a correct delivery at the very same time: every rule but no-duplicate
+    judges it exactly as the accepted original."""
+    events = generate(schedule)
+    got = [e for e in events if e["type"] == "deliver"]
+    assume(got)
+    copy = dict(data.draw(st.sampled_from(got)))
+    assert_only(insert(events, copy), "no-duplicate")
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=30, max_ops=80, p_long=0.8, td=2.0, **SERIAL), st.data())
+def test_expired_delivery_at_reconnect_fails_no_expired(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """p known offline at m, and its reconnect invoked more than td + tol after s1 (by the
+    generator's margin): m expired, the model did not deliver it. Delivering it inside the
+    reconnect window is not early (no-offline-delivery), not doubled, and p was a member
+    whose offline period ended in reconnect (no-post-deregister)."""
+    events = generate(schedule)
+    trace = parse(events)
+    limit = trace.td + trace.tol
+
+    def stale(events: Events, trace: Trace) -> list[tuple[Op, str, Op]]:
+        return [
+            (m, p, r)
+            for m, p, _, r in known_offline(events, trace)
+            if r.t0 - m.t1 > limit and not deliveries(events, p, m.message)
+        ]
+
+    m, p, r = pick(events, trace, stale, data)
+    assert_only(insert(events, deliver((r.t0 + r.t1) / 2, p, m.message)), "no-expired")
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=20, **SERIAL), st.data())
+def test_delivery_to_non_member_fails_no_post_deregister(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """p was known out at m (deregistered, or not registered yet). A delivery just after s1
+    (before p's next op) owes nothing to any other rule: p was neither online (immediacy)
+    nor offline (no-offline-delivery, no-expired) at m, and the token was sent before."""
+    events = generate(schedule)
+    trace = parse(events)
+
+    def outsiders(events: Events, trace: Trace) -> list[tuple[Op, str]]:
+        return [
+            (m, p)
+            for m in trace.sent.values()
+            for p in trace.participants
+            if state_at(trace, p, m) == "out"
+        ]
+
+    m, p = pick(events, trace, outsiders, data)
+    following = next_op(trace, p, m.t1)
+    room = 0.02 if following is None else (following.t0 - m.t1) / 2
+    assert_only(insert(events, deliver(m.t1 + min(0.01, room), p, m.message)), "no-post-deregister")
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=20, **STEADY), st.data())
+def test_late_delivery_to_online_member_fails_immediacy(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """p known online at m and no disconnect/deregister until s1 + L + 1: moving its only
+    delivery to s1 + L + MARGIN keeps it delivered once (no no-miss, no-duplicate) while p is
+    still online (no-offline-delivery), yet batched past L."""
+    events = generate(schedule)
+    trace = parse(events)
+    m, p, got = pick(events, trace, known_online_steady, data)
+    late = deliver(m.t1 + trace.header["latency_bound"] + MARGIN, p, m.message)
+    assert_only(insert(without(events, got), late), "immediacy")
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=30, max_ops=80, p_long=0.0, td=6.0, **SERIAL), st.data())
+def test_delivery_while_offline_fails_no_offline_delivery(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """p known offline at m; m owed at its reconnect (r1 - s0 < td - tol) and delivered there
+    once. Moving that delivery to after both s1 and the disconnect's completion + tol +
+    MARGIN, but before the reconnect is invoked: still delivered once (no no-miss,
+    no-duplicate), the reconnect is not late (no-expired), p was a member (no-post-
+    deregister); only the time is wrong: p was offline and its port released."""
+    events = generate(schedule)
+    trace = parse(events)
+
+    def owed(events: Events, trace: Trace) -> list[tuple[Op, str, float]]:
+        found = []
+        for m, p, d, r in known_offline(events, trace):
+            t = max(d.t1 + trace.tol + MARGIN, m.t1 + 0.05)
+            if len(deliveries(events, p, m.message)) == 1 and t < r.t0 - 0.05:
+                found.append((m, p, t))
+        return found
+
+    m, p, t = pick(events, trace, owed, data)
+    moved = insert(without(events, deliveries(events, p, m.message)[0]), deliver(t, p, m.message))
+    assert_only(moved, "no-offline-delivery")
+
+
+@PROPERTY
+@given(tg.schedules(), st.data())
+def test_never_sent_token_fails_no_phantom(schedule: tg.Schedule, data: st.DataObject) -> None:
+    """A delivery of a token no msend sent, next to a correct delivery (so to a participant
+    that could receive then): only no-phantom can judge an unknown token."""
+    events = generate(schedule)
+    got = [e for e in events if e["type"] == "deliver"]
+    assume(got)
+    near = data.draw(st.sampled_from(got))
+    assert_only(insert(events, deliver(near["t"], near["participant"], PHANTOM)), "no-phantom")
+
+
+@PROPERTY
+@given(tg.schedules(), st.data())
+def test_port_kept_fails_port_released(schedule: tg.Schedule, data: st.DataObject) -> None:
+    """A port_released probe that could not bind: the probe is judged by port-released alone
+    (deliveries and ops are untouched)."""
+    events = generate(schedule)
+    probes = [i for i, e in enumerate(events) if e["type"] == "probe"]
+    assume(probes)
+    i = data.draw(st.sampled_from(probes))
+    events[i] = dict(events[i], ok=False)
+    assert_only(events, "port-released")
+
+
+# ----------------------------------------------------------------------------- uncertain windows
+
+
+def concurrent_schedule(f: str, op_first: bool) -> tg.Schedule:
+    """p2's `f` overlaps p1's msend of M0000002 ([5.0, 5.3]); the coordinator acts on the op
+    before the message (op_first) or after it. td = 3: every stored age is far below td."""
+    a = tg.Action
+    acts = [a(0.5, "1", "register", 0.02, port=20001), a(0.6, "3", "register", 0.02, port=20003)]
+    if f != "register":
+        acts.append(a(1.0, "2", "register", 0.02, port=20002))
+    acts.append(a(2.0, "1", "msend", 0.05, message=tg.token(1)))
+    if f == "reconnect":
+        acts.append(a(3.0, "2", "disconnect", 0.02))
+    acts.append(a(5.0, "1", "msend", 0.3, effect=0.5, message=tg.token(2)))
+    acts.append(a(5.1, "2", f, 0.1, effect=0.0 if op_first else 1.0, port=20012))
+    if f == "disconnect":
+        acts.append(a(6.0, "2", "reconnect", 0.02, port=20022))
+    acts.append(a(7.0, "3", "msend", 0.05, message=tg.token(3)))
+    return tg.Schedule(td=3.0, participants=("1", "2", "3"), actions=tuple(acts), seed=7)
+
+
+UNCERTAIN = [
+    (f, op_first)
+    for f in ("register", "disconnect", "deregister", "reconnect")
+    for op_first in (True, False)
+]
+
+
+@pytest.mark.parametrize("f, op_first", UNCERTAIN)
+def test_uncertain_state_accepts_either_outcome(f: str, op_first: bool) -> None:
+    events = generate(concurrent_schedule(f, op_first))
+    got = deliveries(events, "2", tg.token(2))
+    # The two outcomes really differ: delivered or not, or delivered at once vs at reconnect.
+    if f == "register":
+        assert bool(got) == op_first
+    elif f == "deregister":
+        assert bool(got) != op_first
+    elif f == "disconnect":
+        assert len(got) == 1 and (got[0]["t"] >= 6.0) == op_first
+    else:
+        assert len(got) == 1 and got[0]["t"] <= 5.3 + tg.LATENCY_MAX
+    v = verdict(events)
+    assert v["verdict"] == "pass", json.dumps(v["violations"], indent=1)
+
+
+@pytest.mark.parametrize("f, op_first", [u for u in UNCERTAIN if u != ("register", False)])
+def test_uncertain_state_still_rejects_a_duplicate(f: str, op_first: bool) -> None:
+    """Whatever p2's state at M0000002, receiving it twice is a duplicate (and nothing else):
+    the copy is at the original's time. When M0000002 was not delivered, a copy of p2's
+    delivery of M0000001 (sent long before, state known) is doubled instead."""
+    events = generate(concurrent_schedule(f, op_first))
+    got = deliveries(events, "2", tg.token(2)) or deliveries(events, "2", tg.token(1))
+    assert len(got) == 1
+    assert_only(insert(events, dict(got[0])), "no-duplicate")
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=20, max_ops=80, concurrent=True, participants=4), st.data())
+def test_concurrent_traces_reject_a_duplicate_of_an_uncertain_delivery(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """Random overlaps of ops with msends: the trace passes, and doubling a delivery of a
+    message whose receiver's state was uncertain fails no-duplicate alone."""
+    events = generate(schedule)
+    trace = parse(events)
+    assert verdict(events)["verdict"] == "pass"
+
+    def uncertain(events: Events, trace: Trace) -> list[dict[str, Any]]:
+        return [
+            e
+            for e in events
+            if e["type"] == "deliver"
+            and state_at(trace, e["participant"], trace.sent[e["message"]]) is None
+        ]
+
+    copy = dict(pick(events, trace, uncertain, data))
+    assert_only(insert(events, copy), "no-duplicate")
