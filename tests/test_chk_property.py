@@ -319,6 +319,8 @@ UNCERTAIN = [
 
 @pytest.mark.parametrize("f, op_first", UNCERTAIN)
 def test_uncertain_state_accepts_either_outcome(f: str, op_first: bool) -> None:
+    """p2's state at M0000002 is uncertain (its op overlaps the msend): SPEC §6 accepts any
+    outcome a possible state allows, so both orders of the coordinator's actions pass."""
     events = generate(concurrent_schedule(f, op_first))
     got = deliveries(events, "2", tg.token(2))
     # The two outcomes really differ: delivered or not, or delivered at once vs at reconnect.
