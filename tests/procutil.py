@@ -3,6 +3,7 @@ are always killed (whole process group) when the test ends."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -45,7 +46,7 @@ def port_accepts(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
-    """True when a plain bind (no SO_REUSEADDR) to host:port succeeds, as a fresh program's would."""
+    """True when a plain bind (no SO_REUSEADDR) to host:port succeeds, as a new program's would."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         try:
             s.bind((host, port))
@@ -63,10 +64,8 @@ class Proc:
 
     def kill(self) -> None:
         if self.popen.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self.popen.wait(timeout=10)
         for stream in (self.popen.stdin, self.popen.stdout, self.popen.stderr):
             if stream is not None:
