@@ -31,6 +31,11 @@ def peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024
 
 
+def progress(text: str) -> None:
+    """A progress line on stderr (stdout carries only the figures)."""
+    print(f"pams bench: {text}", file=sys.stderr, flush=True)
+
+
 def write_trace(path: Path, knobs: tracegen.Knobs, seed: int, events: int) -> int:
     """Stream a generated trace of about `events` events to `path`; return the event count."""
     count = -1  # the header is not an event
@@ -73,10 +78,12 @@ def bench_checkers(args: argparse.Namespace) -> dict[str, Any]:
     knobs = tracegen.Knobs(participants=args.participants, concurrent=not args.serialized)
     with tempfile.TemporaryDirectory(prefix="pams-bench-") as tmp:
         path = Path(args.keep) if args.keep else Path(tmp) / "trace.jsonl"
+        progress(f"generating a correct trace of {args.events:,} events into {path} ...")
         start = time.perf_counter()
         count = write_trace(path, knobs, args.seed, args.events)
         generated = time.perf_counter() - start
         size = path.stat().st_size
+        progress(f"generated in {generated:.1f} s; checking it in a child process ...")
         check = measure_check(path, args.timeout)
     met = check["seconds"] < TARGET_SECONDS and check["peak_rss"] < TARGET_BYTES
     return {
@@ -120,8 +127,8 @@ def _positive(text: str) -> int:
     return value
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness.bench", description=__doc__.split("\n")[0])
+def parser(prog: str = "python -m harness.bench") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("checkers", help="generate a correct trace and time the checker on it")
     c.add_argument("--events", type=_positive, default=1_000_000, help="default 1,000,000")
@@ -134,12 +141,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: Optional[list[str]] = None, prog: str = "python -m harness.bench") -> int:
     """Entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_check"] and len(argv) == 2:
         return _check_child(argv[1])
-    args = parser().parse_args(argv)
+    args = parser(prog).parse_args(argv)
     try:
         fig = bench_checkers(args)
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:

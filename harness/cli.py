@@ -1,5 +1,5 @@
 """The `pams` command line. Subcommands are registered in `SUBCOMMANDS`; this module ships
-`check` (judge recorded traces offline); `run`, `replay`, `grade`, `scenarios` and `bench`
+`check` (judge recorded traces offline) and `bench`; `run`, `replay`, `grade` and `scenarios`
 are added by their own issues."""
 
 from __future__ import annotations
@@ -117,7 +117,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_check]
+def add_bench(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "bench",
+        help="benchmarks (pams bench checkers --help)",
+        add_help=False,
+        description="Benchmarks; the reference's own is `python -m reference.bench`.",
+    )
+    parser.set_defaults(func=None)  # listed for --help; `main` hands its arguments to run_bench
+
+
+def run_bench(argv: list[str]) -> int:
+    """`pams bench ...`: delegate every argument to `harness.bench` (imported lazily)."""
+    from harness import bench
+
+    return bench.main(argv, prog="pams bench")
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_check, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the `pams` console script; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        return run_bench(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

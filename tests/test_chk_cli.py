@@ -139,3 +139,29 @@ def test_help_explains_every_rule_with_an_example() -> None:
     top = pams("--help")
     assert top.returncode == 0 and "check" in top.stdout
     assert pams().returncode == 2
+
+
+def test_pams_bench_checkers_prints_its_figures_as_json() -> None:
+    """`pams bench checkers` reaches harness.bench: a small correct trace is judged pass."""
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "bench", "checkers", "--events", "3000", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["verdict"] == "pass" and figures["events"] >= 3000
+    assert "checking it in a child process" in done.stderr  # progress goes to stderr
+
+
+def test_pams_bench_without_a_target_is_a_usage_error() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "bench"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "pams bench" in done.stderr
