@@ -165,3 +165,13 @@ def test_pams_bench_without_a_target_is_a_usage_error() -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "pams bench" in done.stderr
+
+
+def test_readme_explains_every_rule_as_pams_check_help_does() -> None:
+    """The README's rule table and `pams check --help` come from the same sentences."""
+    from harness.cli import RULE_HELP
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert set(RULE_HELP) == set(RULES)
+    for rule, (sentence, example) in RULE_HELP.items():
+        assert f"| `{rule}` | {sentence} | `{example}` |" in readme, rule
