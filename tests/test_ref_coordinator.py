@@ -245,7 +245,7 @@ def test_bad_and_stalled_clients_never_block_others_or_crash_it(
     register(port, "1", fake)
     assert ok(port, "MSEND 1 hello") == "OK 1"
     wait_until(lambda: fake.texts() == ["hello"], WAIT, "delivery while clients stall")
-    assert time.monotonic() - opened < 2.0
+    assert time.monotonic() - opened < 4.0  # well before the stalled clients' 5 s timeout
 
     assert request(port, b"\x00\xff\xfe garbage\n") == b"ERR not ASCII text\n"
     assert err(port, "FROB 1") == "ERR unknown command 'FROB'"
@@ -450,5 +450,5 @@ def test_paused_thread_b_does_not_delay_the_others(
     sent_at = time.monotonic()
     ok(port, "MSEND h small")
     wait_until(lambda: healthy.texts()[-1:] == ["small"], WAIT, "a small message after")
-    assert time.monotonic() - sent_at < 1.0
+    assert time.monotonic() - sent_at < 3.0  # a margin for a loaded machine; blocked = never
     assert alive(coordinator)
