@@ -296,12 +296,12 @@ async def serve(port: int, td: float, log: Log, host: str = "0.0.0.0") -> None:
     """Run the coordinator on host:port until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     server = Server(CoordinatorCore(td), log, monotonic)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before listening: a client may signal at once
+        loop.add_signal_handler(sig, stop.set)
     listener = await loop.create_server(
         lambda: RequestProtocol(server), host, port, backlog=1024, reuse_address=True
     )
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     server.sweep()
     log.event(f"listening on {host}:{port}, td={td:g}s")
     await stop.wait()
