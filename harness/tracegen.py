@@ -3,7 +3,9 @@
 Pure and deterministic: a schedule of participant actions (or a seeded random stream of them)
 goes in, the header and events a correct coordinator would produce (SPEC §5, §6) come out.
 No sockets, no clocks, no checker import; events stream out in time order, so a trace of any
-length is written without holding it in memory.
+length is written without holding it in memory. Besides `ok` ops the model knows ops that
+failed (no effect), ops whose outcome the harness never learned (`info`, or no completion),
+log lines without a token (`noise`) and logs that start a new generation (`log_reset`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import math
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 FUNCTIONS = ("register", "deregister", "disconnect", "reconnect", "msend")
@@ -24,6 +26,17 @@ GAP = 0.01  # least pause between two ops of one participant (and, serialized, o
 PROBE_DELAY = 0.002  # port_released probe after a disconnect/deregister completes
 LATENCY_MAX = 0.05  # a delivery lands at most this long after the coordinator acted
 _NEXT = {"register": "online", "reconnect": "online", "disconnect": "offline", "deregister": "out"}
+VALID_FROM = {  # coordinator states in which each op is accepted; elsewhere it fails
+    "register": ("out",),
+    "reconnect": ("offline",),
+    "disconnect": ("online",),
+    "deregister": ("online", "offline"),
+    "msend": ("online", "offline"),
+}
+OUTCOMES = ("ok", "fail", "info", "none")
+NOISE = ("Welcome!", "Participant ready", "> ", "[connected to coordinator]")
+RESETS = ("truncated", "deleted", "recreated")
+P_NONE = 0.1  # share of unknown outcomes that get no completion at all (the trace ends first)
 
 
 def token(n: int) -> str:
@@ -33,9 +46,11 @@ def token(n: int) -> str:
 
 @dataclass(frozen=True)
 class Action:
-    """One op a participant invokes at `t`; it completes (`ok`) at `t + duration`.
+    """One op a participant invokes at `t`; its completion (`outcome`) comes at `t + duration`.
 
-    The coordinator acts on it at `t + effect * duration` (effect in [0, 1]).
+    The coordinator acts on it at `t + effect * duration` (effect in [0, 1]) when the outcome
+    is `ok`, never when it is `fail`, and, when it is `info` (timed out) or `none` (no
+    completion at all), only if `acted`.
     """
 
     t: float
@@ -45,6 +60,13 @@ class Action:
     effect: float = 0.5
     message: str = ""
     port: int = 0
+    outcome: str = "ok"
+    acted: bool = True
+
+    @property
+    def acts(self) -> bool:
+        """Whether the coordinator acts on this op at all."""
+        return self.outcome == "ok" or (self.outcome != "fail" and self.acted)
 
 
 @dataclass(frozen=True)
@@ -58,6 +80,8 @@ class Schedule:
     latency_bound: float = 1.0
     seed: int = 0
     scenario: str = "tracegen"
+    p_noise: float = 0.0  # before each delivery, a log line without a token
+    p_log_reset: float = 0.0  # before each delivery, the participant's log starts afresh
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,10 @@ class Knobs:
     w_msend: float = 0.8
     w_disconnect: float = 0.12
     w_deregister: float = 0.08
+    p_fail: float = 0.0  # an op fails: refused, or swapped for one invalid in its state
+    p_info: float = 0.0  # an op times out (info; a few get no completion and end their player)
+    p_noise: float = 0.0  # a log line without a token before a delivery
+    p_log_reset: float = 0.0  # a new log generation before a delivery
 
 
 # ----------------------------------------------------------------------------- the model
@@ -94,7 +122,9 @@ class CoordinatorModel:
         self.status = {p: "out" for p in participants}
         self.stored: dict[str, list[tuple[float, str]]] = {p: [] for p in self.status}
 
-    def send(self, at: float, message: str) -> list[str]:
+    def send(self, at: float, message: str, sender: Optional[str] = None) -> list[str]:
+        if sender is not None and self.status[sender] not in VALID_FROM["msend"]:
+            raise ValueError(f"msend by {sender} while {self.status[sender]}")
         for p, status in self.status.items():
             if status == "offline":
                 self.stored[p].append((at, message))
@@ -176,7 +206,7 @@ class _Sim:
             return
         a: Action = data
         if a.f == "msend":
-            for p in self.model.send(at, a.message):
+            for p in self.model.send(at, a.message, a.participant):
                 self.launch(at + self.rng.uniform(0.001, self.latency), p, a.message)
             return
         if a.f in ("disconnect", "deregister"):  # what is in flight lands before the port closes
@@ -198,6 +228,35 @@ class _Sim:
             yield heapq.heappop(self.out)[2]
 
 
+@dataclass
+class _Log:
+    """Each participant's log lines: numbering per generation, noise and resets (own rng)."""
+
+    rng: random.Random
+    p_noise: float
+    p_reset: float
+    line_no: dict[str, int]
+
+    def number(self, event: dict[str, Any]) -> dict[str, Any]:
+        p = event["participant"]
+        self.line_no[p] += 1
+        event["line_no"] = self.line_no[p]
+        return event
+
+    def before(self, p: str, since: float, t: float) -> Iterator[dict[str, Any]]:
+        """What p's log shows between its last event at `since` and a delivery at `t`."""
+        if self.p_reset and self.rng.random() < self.p_reset:
+            self.line_no[p] = 0
+            at = round(self.rng.uniform(since, t), 6)
+            yield {"type": "log_reset", "t": at, "participant": p, "reason": self.pick(RESETS)}
+        if self.p_noise and self.rng.random() < self.p_noise:
+            noise = {"type": "noise", "t": round(t, 6), "participant": p}
+            yield self.number(dict(noise, line=self.pick(NOISE)))
+
+    def pick(self, choices: tuple[str, ...]) -> str:
+        return choices[self.rng.randrange(len(choices))]
+
+
 def body(
     actions: Iterable[Action],
     td: float,
@@ -205,17 +264,20 @@ def body(
     *,
     seed: int = 0,
     latency_bound: float = 1.0,
+    p_noise: float = 0.0,
+    p_log_reset: float = 0.0,
 ) -> Iterator[dict[str, Any]]:
     """Every event after the header (the `end` included) for time-ordered `actions`.
 
-    Times are rounded to microseconds; `line_no` counts each participant's deliveries.
+    Times are rounded to microseconds; `line_no` counts each participant's log lines
+    (deliveries and noise) from 1 in every log generation.
     """
     sim = _Sim(
         CoordinatorModel(td, participants),
         random.Random(seed),
         min(LATENCY_MAX, latency_bound / 4),
     )
-    line_no = dict.fromkeys(sim.model.status, 0)
+    log = _Log(random.Random(f"log-{seed}"), p_noise, p_log_reset, dict.fromkeys(sim.model.status, 0))
     ports: dict[str, int] = {}
     previous = last = 0.0
     for op, a in enumerate(itertools.chain(actions, [None]), start=1):
@@ -225,12 +287,11 @@ def body(
         previous = now
         sim.run_until(now)
         for event in sim.flush(now):
+            if event["type"] == "deliver":
+                yield from log.before(event["participant"], last, event["t"])
+                log.number(event)["line"] = event["message"]
             last = event["t"]
             event["t"] = round(last, 6)
-            if event["type"] == "deliver":
-                line_no[event["participant"]] += 1
-                event["line_no"] = line_no[event["participant"]]
-                event["line"] = event["message"]
             yield event
         if a is not None:
             _submit(sim, op, a, ports)
@@ -238,8 +299,8 @@ def body(
 
 
 def _submit(sim: _Sim, op: int, a: Action, ports: dict[str, int]) -> None:
-    if a.f not in FUNCTIONS or a.participant not in sim.model.status:
-        raise ValueError(f"unknown action {a.f!r} by {a.participant!r}")
+    if a.f not in FUNCTIONS or a.participant not in sim.model.status or a.outcome not in OUTCOMES:
+        raise ValueError(f"unknown action {a.f!r} ({a.outcome}) by {a.participant!r}")
     invoke: dict[str, Any] = {"type": "invoke", "t": a.t, "op": op, "participant": a.participant}
     invoke["f"] = a.f
     if a.f == "msend":
@@ -248,12 +309,25 @@ def _submit(sim: _Sim, op: int, a: Action, ports: dict[str, int]) -> None:
         invoke["port"] = ports[a.participant] = a.port
     done = a.t + a.duration
     sim.emit(a.t, invoke)
-    sim.emit(done, {"type": "ok", "t": done, "op": op})
-    if a.f in ("disconnect", "deregister"):
+    if a.outcome != "none":
+        sim.emit(done, _completion(a, op, done, sim.model.status[a.participant]))
+    if a.f in ("disconnect", "deregister") and a.outcome == "ok":
         probe = {"type": "probe", "t": done + PROBE_DELAY, "participant": a.participant}
         probe.update(probe="port_released", port=ports.get(a.participant, 0), ok=True)
         sim.emit(done + PROBE_DELAY, probe)
-    heapq.heappush(sim.coord, (a.t + a.effect * a.duration, next(sim.seq), "act", a))
+    if a.acts:
+        heapq.heappush(sim.coord, (a.t + a.effect * a.duration, next(sim.seq), "act", a))
+
+
+def _completion(a: Action, op: int, done: float, status: str) -> dict[str, Any]:
+    """The `ok`/`fail`/`info` event of op `op`; `status` is its participant's at the invoke."""
+    event: dict[str, Any] = {"type": a.outcome, "t": done, "op": op}
+    if a.outcome == "info":
+        event["reason"] = "timeout"
+    if a.outcome == "fail":
+        valid = status in VALID_FROM[a.f]
+        event["error"] = "connection refused" if valid else f"{a.f}: refused while {status}"
+    return event
 
 
 def events(schedule: Schedule) -> Iterator[dict[str, Any]]:
@@ -274,6 +348,8 @@ def events(schedule: Schedule) -> Iterator[dict[str, Any]]:
         schedule.participants,
         seed=schedule.seed,
         latency_bound=schedule.latency_bound,
+        p_noise=schedule.p_noise,
+        p_log_reset=schedule.p_log_reset,
     )
 
 
