@@ -188,8 +188,10 @@ class _Reader:
         if version != 1 or isinstance(version, bool):
             self.error(f"unknown trace version {version!r} (this checker reads version 1)")
         td = obj.get("td")
-        if not _is_number(td) or td <= 0:
-            self.error(f"header field td: must be a positive number, got {td!r}")
+        if "td" not in obj:
+            self.error("header field td is missing")
+        if not _is_number(td) or td < 0 or not math.isfinite(td):
+            self.error(f"header field td: must be a non-negative number of seconds, got {td!r}")
         participants = obj.get("participants", [])
         if not isinstance(participants, list) or any(_ident(p) is None for p in participants):
             self.error("header field participants: must be a list of participant ids")

@@ -277,7 +277,9 @@ def body(
         random.Random(seed),
         min(LATENCY_MAX, latency_bound / 4),
     )
-    log = _Log(random.Random(f"log-{seed}"), p_noise, p_log_reset, dict.fromkeys(sim.model.status, 0))
+    log = _Log(
+        random.Random(f"log-{seed}"), p_noise, p_log_reset, dict.fromkeys(sim.model.status, 0)
+    )
     ports: dict[str, int] = {}
     previous = last = 0.0
     for op, a in enumerate(itertools.chain(actions, [None]), start=1):
@@ -364,7 +366,8 @@ def lines(events_: Iterable[dict[str, Any]]) -> Iterator[str]:
 @dataclass
 class _Member:
     index: int
-    status: str = "out"
+    status: str = "out"  # as the participant (and the harness) believes
+    coord: str = "out"  # as the coordinator has it (differs after an info op it did not act on)
     ports: int = 0
     planned: Optional[Action] = None  # the op that ends an offline period, fixed at disconnect
 
@@ -396,12 +399,16 @@ class _Builder:
             clashes += [r for r in self.reserved if r[0] - GAP < end and t < r[1] + GAP]
         return max(c[1] for c in clashes) + GAP if clashes else None
 
-    def plan_end_of_offline(self, m: _Member, pid: str, d1: float) -> Action:
-        """Fix when (and how) an offline period ends, so no stored message's age is near td."""
+    def plan_end_of_offline(self, m: _Member, pid: str, d1: float, long: bool = False) -> Action:
+        """Fix when (and how) an offline period ends, so no stored message's age is near td.
+
+        `long`: the period outlasts td + tol + MARGIN from `d1` (after a failed end of it, so
+        whatever was stored before has expired unambiguously).
+        """
         k, rng = self.k, self.rng
         span = self.span()
         room = k.td - k.tolerance - MARGIN - span - GAP
-        if rng.random() < k.p_long or room < 0.1:
+        if long or rng.random() < k.p_long or room < 0.1:
             slack = k.op_time[1] + 0.05
             r0 = d1 + k.td + k.tolerance + MARGIN + rng.uniform(slack, slack + 2.0)
         else:
@@ -427,20 +434,52 @@ class _Builder:
         f = rng.choices(
             ("msend", "disconnect", "deregister"), (k.w_msend, k.w_disconnect, k.w_deregister)
         )[0]
-        if f == "msend":
-            return Action(t, pid, f, span, rng.random(), message=token(self.messages + 1))
-        return Action(t, pid, f, span, rng.random())
+        return self.make(m, Action(t, pid, f, span, rng.random()))
+
+    def make(self, m: _Member, a: Action) -> Action:
+        """`a` with the message or port its `f` needs."""
+        if a.f == "msend":
+            return replace(a, message=token(self.messages + 1), port=0)
+        if a.f in ("register", "reconnect"):
+            return replace(a, port=self.port(m), message="")
+        return replace(a, port=0, message="")
+
+    def settle(self, m: _Member, a: Action) -> Action:
+        """Decide `a`'s outcome: it fails when the coordinator would refuse it (or at random,
+        maybe swapped for an op invalid in the coordinator's state); else maybe times out."""
+        k, rng = self.k, self.rng
+        if k.p_fail and rng.random() < k.p_fail:
+            invalid = [f for f in FUNCTIONS if m.coord not in VALID_FROM[f]]
+            if rng.random() < 0.5:
+                a = self.make(m, replace(a, f=rng.choice(invalid)))
+            return replace(a, outcome="fail", acted=False)
+        if m.coord not in VALID_FROM[a.f]:
+            return replace(a, outcome="fail", acted=False)
+        if k.p_info and rng.random() < k.p_info:
+            outcome = "none" if rng.random() < P_NONE else "info"
+            return replace(a, outcome=outcome, acted=rng.random() < 0.5)
+        return a
 
     def commit(self, m: _Member, a: Action) -> float:
-        """Record `a` as done and return when this participant may act next."""
+        """Record `a` as done and return when this participant may act next (inf: never)."""
         end = a.t + a.duration
         self.busy_until = max(self.busy_until, end)
         self.reserved = [r for r in self.reserved if r[1] + GAP >= a.t]
         self.bans = [b for b in self.bans if b[1] >= a.t]
-        m.status = _NEXT.get(a.f, m.status)
         m.planned = None
         if a.f == "msend":
             self.messages += 1
+        if a.outcome == "none":
+            return math.inf
+        if a.outcome == "fail":  # the error reply tells how things stand
+            m.status = m.coord
+            if m.status == "offline":
+                m.planned = self.plan_end_of_offline(m, a.participant, end, long=True)
+                return m.planned.t
+            return end + self.rng.uniform(*self.k.pause)
+        m.status = _NEXT.get(a.f, m.status)
+        if a.acts:
+            m.coord = _NEXT.get(a.f, m.coord)
         if a.f == "disconnect":
             m.planned = self.plan_end_of_offline(m, a.participant, end)
             return m.planned.t
@@ -452,9 +491,12 @@ class _Builder:
 def random_actions(rng: random.Random, knobs: Knobs) -> Iterator[Action]:
     """An endless, time-ordered stream of valid actions by participants "1".."n".
 
-    Unless `knobs.concurrent`, no two ops overlap, so every state at every message is known;
-    either way no message sent while a participant is known offline has an age at its
-    reconnect within td ± (tol + MARGIN), so every persistence outcome is unambiguous.
+    Unless `knobs.concurrent`, no two ops overlap, so every state at every message is known
+    (until an op of that participant times out); either way no message sent while a
+    participant is known offline has an age at its reconnect within td ± (tol + MARGIN), so
+    every persistence outcome is unambiguous. An op with no completion ends its participant's
+    stream (never the last active one's); the others go on as the harness would, whatever the
+    outcome, and what the coordinator refuses fails.
     """
     b = _Builder(rng, knobs)
     members = [_Member(i) for i in range(knobs.participants)]
@@ -468,7 +510,12 @@ def random_actions(rng: random.Random, knobs: Knobs) -> Iterator[Action]:
         if retry is not None:
             heapq.heappush(queue, (retry, i))
             continue
-        heapq.heappush(queue, (b.commit(m, a), i))
+        a = b.settle(m, a)
+        if a.outcome == "none" and not queue:
+            a = replace(a, outcome="info")
+        after = b.commit(m, a)
+        if after < math.inf:
+            heapq.heappush(queue, (after, i))
         yield a
 
 
@@ -485,6 +532,8 @@ def random_schedule(
         latency_bound=knobs.latency_bound,
         seed=seed,
         scenario=scenario,
+        p_noise=knobs.p_noise,
+        p_log_reset=knobs.p_log_reset,
     )
 
 
@@ -514,7 +563,15 @@ def random_trace(knobs: Knobs, seed: int, events_wanted: int) -> Iterator[str]:
         ),
         separators=(",", ":"),
     )
-    trace = body(feed(), knobs.td, participants, seed=seed, latency_bound=knobs.latency_bound)
+    trace = body(
+        feed(),
+        knobs.td,
+        participants,
+        seed=seed,
+        latency_bound=knobs.latency_bound,
+        p_noise=knobs.p_noise,
+        p_log_reset=knobs.p_log_reset,
+    )
     for line in lines(trace):
         emitted += 1
         yield line
@@ -523,7 +580,8 @@ def random_trace(knobs: Knobs, seed: int, events_wanted: int) -> Iterator[str]:
 def schedules(
     min_ops: int = 5, max_ops: int = 60, **fixed: Any
 ) -> Any:  # a hypothesis SearchStrategy[Schedule]
-    """Hypothesis strategy of random schedules; `fixed` pins `Knobs` fields (test-only import)."""
+    """Hypothesis strategy of random schedules (test-only import); `fixed` pins `Knobs` fields
+    to a value, or draws them from a strategy."""
     from hypothesis import strategies as st
 
     def build(rng: random.Random, knobs: Knobs, ops: int, seed: int) -> Schedule:
@@ -539,7 +597,8 @@ def schedules(
         "p_leave_offline": st.sampled_from([0.0, 0.1, 0.5]),
         "w_msend": st.sampled_from([0.5, 0.8]),
     }
-    knob_fields.update({name: st.just(value) for name, value in fixed.items()})
+    for name, value in fixed.items():
+        knob_fields[name] = value if isinstance(value, st.SearchStrategy) else st.just(value)
     return st.builds(
         build,
         rng=st.randoms(use_true_random=True),  # draws as designed; shrinks ops and knobs

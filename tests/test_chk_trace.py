@@ -47,8 +47,10 @@ def test_error_string_and_attributes() -> None:
         (lines(header={**HEADER, "format": "other"}), 1, 'header format must be "pams-trace"'),
         (lines(header={**HEADER, "version": 2}), 1, "unknown trace version 2"),
         (lines(header={**HEADER, "version": True}), 1, "unknown trace version True"),
-        (lines(header={**HEADER, "td": "3"}), 1, "header field td: must be a positive number"),
-        (lines(header={**HEADER, "td": 0}), 1, "header field td"),
+        (lines(header={**HEADER, "td": "3"}), 1, "header field td: must be a non-negative number"),
+        (lines(header={**HEADER, "td": -1}), 1, "header field td: must be a non-negative number"),
+        (lines(header={k: v for k, v in HEADER.items() if k != "td"}), 1, "td is missing"),
+        (lines(header={**HEADER, "td": float("nan")}), 1, "header field td"),
         (lines(header={**HEADER, "tolerance": -1}), 1, "header field tolerance"),
         (
             lines(header={**HEADER, "checker": {"latency_bound": "x"}}),
@@ -235,3 +237,8 @@ def test_large_trace_is_judged_in_full(tmp_path: Path) -> None:
     v = check_path(path)
     assert v.verdict == "pass" and v.events > 120_000
     assert v.rules["no-miss"].checked == 12000 * 8
+
+
+def test_td_zero_is_a_valid_header() -> None:
+    """td = 0 (no persistence at all) is a legal coordinator config, so a legal trace too."""
+    assert check_lines(lines(REG, REG_OK, header={**HEADER, "td": 0})).verdict == "pass"
