@@ -3,11 +3,20 @@
 Correct traces must pass every rule; one injected fault must fail exactly its own rule. The
 injection points are picked with the oracle of tests/test_tracegen.py (from SPEC §6), away
 from every boundary by clear margins, so that the other seven rules have nothing to say.
+
+Most schedules also hold failed ops, ops of unknown outcome (info, or no completion), noise
+lines and log resets (`MIXED`). A failed op did not happen, so it changes no state. After an
+op of unknown outcome a participant's state is uncertain to the trace's end (the op floats:
+it may take effect at any later moment, or never), so a fault at such a participant is only
+asserted for rules that hold in every possible state (no-duplicate, no-phantom,
+port-released); the state-dependent ones pick participants, senders and msends with no op in
+doubt (the oracle's `state_at` is None for the others).
 """
 
 from __future__ import annotations
 
 import json
+import random
 from bisect import bisect_right
 from typing import Any, Callable, Optional
 
@@ -16,7 +25,18 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from harness import tracegen as tg
-from tests.test_tracegen import Op, Trace, generate, last_op, next_op, parse, state_at
+from tests.test_tracegen import (
+    MESSY,
+    Op,
+    Trace,
+    generate,
+    in_doubt,
+    last_op,
+    live,
+    next_op,
+    parse,
+    state_at,
+)
 
 checkers = pytest.importorskip("checkers")
 
@@ -29,13 +49,47 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 pytestmark = pytest.mark.timeout(60)
+MIXED = {  # each new event kind off or on, drawn per schedule
+    "p_fail": st.sampled_from([0.0, 0.05, 0.15]),
+    "p_info": st.sampled_from([0.0, 0.05, 0.15]),
+    "p_noise": st.sampled_from([0.0, 0.3]),
+    "p_log_reset": st.sampled_from([0.0, 0.1]),
+}
 
 
 # ----------------------------------------------------------------------------- helpers
 
 
-def verdict(events: Events) -> dict[str, Any]:
+def lost_tokens(events: Events) -> set[str]:
+    """Tokens of info/none msends the coordinator never acted on (from the schedule in the
+    header): nothing was sent, so nothing can be owed for them."""
+    actions = events[0]["scenario"].get("actions", [])
+    return {
+        a["message"]
+        for a in actions
+        if a["f"] == "msend" and a["outcome"] in ("info", "none") and not a["acted"]
+    }
+
+
+def raw_verdict(events: Events) -> dict[str, Any]:
     return checkers.check_lines([json.dumps(e) for e in events], name="generated").as_json()
+
+
+def verdict(events: Events) -> dict[str, Any]:
+    """The checker's verdict, less the known defect (test_msend_of_unknown_outcome_never_acted_
+    on_owes_nothing): a no-miss for a token in `lost_tokens`, which can only be spurious."""
+    v = raw_verdict(events)
+    lost = lost_tokens(events)
+    kept = [x for x in v["violations"] if x["rule"] != "no-miss" or x["message"] not in lost]
+    if len(kept) == len(v["violations"]):
+        return v
+    misses = sum(x["rule"] == "no-miss" for x in kept)
+    rules = dict(v["rules"])
+    rules["no-miss"] = dict(
+        rules["no-miss"], status="fail" if misses else "pass", violations=misses
+    )
+    failed = any(r["status"] != "pass" for r in rules.values())
+    return dict(v, rules=rules, violations=kept, verdict="fail" if failed else "pass")
 
 
 def failed_rules(events: Events) -> set[str]:
@@ -77,9 +131,19 @@ def horizon(events: Events) -> float:
 
 
 def exit_after(trace: Trace, p: str, t: float) -> Optional[Op]:
-    """p's first disconnect/deregister invoked after `t`."""
-    later = [o for o in trace.ops.get(p, []) if o.t0 > t and o.f in ("disconnect", "deregister")]
+    """p's first disconnect/deregister (that did not fail) invoked after `t`."""
+    later = [o for o in live(trace, p) if o.t0 > t and o.f in ("disconnect", "deregister")]
     return later[0] if later else None
+
+
+def settled(trace: Trace) -> list[Op]:
+    """Messages whose msend surely happened (ok) from a sender known online at them: only
+    those oblige a delivery, and only their windows are bounded by a completion."""
+    return [
+        m
+        for m in trace.sent.values()
+        if m.certain and state_at(trace, m.participant, m) == "online"
+    ]
 
 
 Pick = Callable[[Events, Trace], Optional[tuple[Any, ...]]]
@@ -97,7 +161,7 @@ def known_online_steady(events: Events, trace: Trace) -> list[tuple[Op, str, dic
     until well after s1 + L, and the trace lasting past that too: m is owed to p at once."""
     lat = trace.header["latency_bound"]
     out = []
-    for m in trace.sent.values():
+    for m in settled(trace):
         quiet = m.t1 + lat + 1.0
         for p in trace.participants:
             if state_at(trace, p, m) != "online" or horizon(events) < quiet:
@@ -110,14 +174,15 @@ def known_online_steady(events: Events, trace: Trace) -> list[tuple[Op, str, dic
 
 
 def known_offline(events: Events, trace: Trace) -> list[tuple[Op, str, Op, Op]]:
-    """(m, p, disconnect, reconnect): p known offline at m, its period ends in a reconnect."""
+    """(m, p, disconnect, reconnect): p known offline at m, its period ends in an ok reconnect
+    (m an ok msend from a sender known online)."""
     out = []
-    for m in trace.sent.values():
+    for m in settled(trace):
         for p in trace.participants:
             if state_at(trace, p, m) != "offline":
                 continue
             d, r = last_op(trace, p, m.t0), next_op(trace, p, m.t1)
-            if d is not None and r is not None and r.f == "reconnect":
+            if d is not None and r is not None and r.f == "reconnect" and r.certain:
                 out.append((m, p, d, r))
     return out
 
@@ -134,6 +199,19 @@ def test_correct_traces_pass_every_rule(schedule: tg.Schedule) -> None:
     assert all(r["status"] == "pass" for r in v["rules"].values())
 
 
+@PROPERTY
+@given(tg.schedules(min_ops=10, p_fail=0.1, p_info=0.1, p_noise=0.3, p_log_reset=0.1))
+def test_correct_traces_with_failed_and_unknown_outcomes_pass_every_rule(
+    schedule: tg.Schedule,
+) -> None:
+    """Failed ops (no effect), ops of unknown outcome acted on or not, noise lines and new log
+    generations: a correct system's trace still passes every rule."""
+    events = generate(schedule)
+    v = verdict(events)
+    assert v["verdict"] == "pass", json.dumps(v["violations"], indent=1)
+    assert all(r["status"] == "pass" for r in v["rules"].values())
+
+
 @settings(max_examples=10, deadline=None)
 @given(st.integers(0, 2**16), st.booleans())
 def test_larger_random_traces_pass(seed: int, concurrent: bool) -> None:
@@ -143,9 +221,18 @@ def test_larger_random_traces_pass(seed: int, concurrent: bool) -> None:
     assert v["verdict"] == "pass", json.dumps(v["violations"][:5], indent=1)
 
 
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**16), st.booleans())
+def test_larger_random_traces_with_every_event_kind_pass(seed: int, concurrent: bool) -> None:
+    knobs = tg.Knobs(participants=6, concurrent=concurrent, p_long=0.5, **MESSY)
+    schedule = tg.random_schedule(random.Random(seed), knobs, 1000, seed=seed)
+    v = verdict(generate(schedule))
+    assert v["verdict"] == "pass", json.dumps(v["violations"][:5], indent=1)
+
+
 # ----------------------------------------------------------------------------- one fault, one rule
 
-SERIAL = dict(concurrent=False, p_leave_offline=0.0)
+SERIAL = dict(concurrent=False, p_leave_offline=0.0, **MIXED)
 STEADY = dict(SERIAL, w_disconnect=0.03, w_deregister=0.02)  # long online stretches
 
 
@@ -163,7 +250,7 @@ def test_dropped_delivery_to_online_member_fails_no_miss(
 
 
 @PROPERTY
-@given(tg.schedules(), st.data())
+@given(tg.schedules(**MIXED), st.data())
 def test_duplicated_delivery_fails_no_duplicate(schedule: tg.Schedule, data: st.DataObject) -> None:
     """A second copy of a correct delivery at the very same time: every rule but no-duplicate
     judges it exactly as the accepted original."""
@@ -203,9 +290,11 @@ def test_expired_delivery_at_reconnect_fails_no_expired(
 def test_delivery_to_non_member_fails_no_post_deregister(
     schedule: tg.Schedule, data: st.DataObject
 ) -> None:
-    """p was known out at m (deregistered, or not registered yet). A delivery just after s1
-    (before p's next op) owes nothing to any other rule: p was neither online (immediacy)
-    nor offline (no-offline-delivery, no-expired) at m, and the token was sent before."""
+    """p was known out at m (deregistered, or not registered yet), an ok msend (one of unknown
+    outcome may never have been sent: its token would be a phantom). A delivery just after
+    s1 (before p's next op that did not fail) owes nothing to any other rule: p was neither
+    online (immediacy) nor offline (no-offline-delivery, no-expired) at m, and the token
+    was sent before."""
     events = generate(schedule)
     trace = parse(events)
 
@@ -214,7 +303,7 @@ def test_delivery_to_non_member_fails_no_post_deregister(
             (m, p)
             for m in trace.sent.values()
             for p in trace.participants
-            if state_at(trace, p, m) == "out"
+            if m.certain and state_at(trace, p, m) == "out"
         ]
 
     m, p = pick(events, trace, outsiders, data)
@@ -265,7 +354,7 @@ def test_delivery_while_offline_fails_no_offline_delivery(
 
 
 @PROPERTY
-@given(tg.schedules(), st.data())
+@given(tg.schedules(**MIXED), st.data())
 def test_never_sent_token_fails_no_phantom(schedule: tg.Schedule, data: st.DataObject) -> None:
     """A delivery of a token no msend sent, next to a correct delivery (so to a participant
     that could receive then): only no-phantom can judge an unknown token."""
@@ -277,7 +366,7 @@ def test_never_sent_token_fails_no_phantom(schedule: tg.Schedule, data: st.DataO
 
 
 @PROPERTY
-@given(tg.schedules(), st.data())
+@given(tg.schedules(**MIXED), st.data())
 def test_port_kept_fails_port_released(schedule: tg.Schedule, data: st.DataObject) -> None:
     """A port_released probe that could not bind: the probe is judged by port-released alone
     (deliveries and ops are untouched)."""
@@ -287,6 +376,126 @@ def test_port_kept_fails_port_released(schedule: tg.Schedule, data: st.DataObjec
     i = data.draw(st.sampled_from(probes))
     events[i] = dict(events[i], ok=False)
     assert_only(events, "port-released")
+
+
+# ----------------------------------------------------------------------------- new event kinds
+
+MESSY_MIX = dict(p_fail=0.1, p_info=0.1, p_noise=0.3, p_log_reset=0.15)
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=20, **MESSY_MIX), st.data())
+def test_duplicate_across_a_log_reset_fails_no_duplicate(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """A new log generation holds new deliveries (SPEC §3), so a token p already got, found
+    again after p's log reset, is a duplicate, in every possible state of p (info ops or
+    not). The copy lands with the delivery that follows the reset, at p and at its time, which
+    every other rule accepted there (not known offline; not first, so not judged as late)."""
+    events = generate(schedule)
+
+    def across(events: Events, trace: Trace) -> list[tuple[dict[str, Any], float]]:
+        found = []
+        for i, e in enumerate(events):
+            if e["type"] != "log_reset":
+                continue
+            after = [d for d in events[i:] if d["type"] == "deliver"]
+            after = [d for d in after if d["participant"] == e["participant"]][:1]
+            before = [d for d in events[:i] if d["type"] == "deliver"]
+            found += [
+                (d, after[0]["t"])
+                for d in before
+                if after and d["participant"] == after[0]["participant"]
+            ]
+        return found
+
+    got, at = pick(events, parse(events), across, data)
+    assert_only(insert(events, dict(got, t=at)), "no-duplicate")
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=20, p_fail=0.3, p_info=0.1, p_log_reset=0.1), st.data())
+def test_token_of_a_failed_msend_delivered_fails_no_phantom(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """A failed msend did not happen: its token in anyone's log, at any moment after its
+    invoke, is a phantom, whatever that participant's state (the other rules leave phantoms
+    out)."""
+    events = generate(schedule)
+    trace = parse(events)
+    assume(trace.refused)
+    token = data.draw(st.sampled_from(sorted(trace.refused)))
+    p = data.draw(st.sampled_from(trace.participants))
+    m = next(o for ops in trace.ops.values() for o in ops if o.message == token)
+    t = data.draw(st.floats(m.t0, horizon(events)))
+    assert_only(insert(events, deliver(t, p, token)), "no-phantom")
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=20, p_info=0.3, p_fail=0.1), st.data())
+def test_duplicate_to_a_participant_in_doubt_fails_no_duplicate(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """p invoked an op of unknown outcome before the delivery: its state at the message is
+    uncertain, yet receiving it twice (the copy at the original's time) is a duplicate in
+    every possible state, and nothing else."""
+    events = generate(schedule)
+    trace = parse(events)
+
+    def doubted(events: Events, trace: Trace) -> list[dict[str, Any]]:
+        got = [e for e in events if e["type"] == "deliver"]
+        return [e for e in got if in_doubt(trace, e["participant"], e["t"])]
+
+    copy = dict(pick(events, trace, doubted, data))
+    assert_only(insert(events, copy), "no-duplicate")
+
+
+def test_noise_and_log_resets_change_no_verdict() -> None:
+    """Noise lines and log resets are context only: removing them from a trace with faults
+    changes no rule's status or count."""
+    knobs = tg.Knobs(participants=4, **MESSY_MIX)
+    events = generate(tg.random_schedule(random.Random(5), knobs, 300))
+    got = [e for e in events if e["type"] == "deliver"]
+    faulty = insert(insert(events, dict(got[10])), deliver(got[20]["t"], "1", PHANTOM))
+    quiet = [e for e in faulty if e["type"] not in ("noise", "log_reset")]
+    assert len(quiet) < len(faulty)
+    loud, calm = verdict(faulty), verdict(quiet)
+    assert loud["rules"] == calm["rules"] and loud["violations"] == calm["violations"]
+    assert {r for r, x in loud["rules"].items() if x["status"] != "pass"} >= {
+        "no-duplicate",
+        "no-phantom",
+    }
+
+
+# ----------------------------------------------------------------------------- known defects
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="checkers owe an info msend at a reconnect, though it may never have taken effect",
+)
+def test_msend_of_unknown_outcome_never_acted_on_owes_nothing() -> None:
+    """p1's msend of M0000001 times out (info) and the coordinator never acted on it; p2
+    disconnects and reconnects meanwhile. An info op may take effect at any moment after its
+    invoke, or never (README, "How the rules are read"): if never, nothing was sent and
+    nothing is owed. Even if it took effect, its send instant may lie after p2's reconnect,
+    where p2 is online and its delivery is due only L after it, past the trace's end. Yet
+    the checker reports no-miss for p2 ("if online: disconnect invoked 1.100 but reconnect
+    completed 1.320 <= s0 + td - tol"), reasoning as if m existed before that disconnect."""
+    a = tg.Action
+    acts = (
+        a(0.1, "1", "register", 0.02, port=20001),
+        a(0.2, "2", "register", 0.02, port=20002),
+        a(1.0, "1", "msend", 0.05, message=tg.token(1), outcome="info", acted=False),
+        a(1.1, "2", "disconnect", 0.02),
+        a(1.3, "2", "reconnect", 0.02, port=20012),
+    )
+    schedule = tg.Schedule(td=3.0, participants=("1", "2"), actions=acts)
+    events = generate(schedule)
+    events[-1] = dict(events[-1], t=2.5)  # the trace lasts past the reconnect + L
+    assert not deliveries(events, "2", tg.token(1)) and lost_tokens(events) == {tg.token(1)}
+    v = raw_verdict(events)
+    assert v["verdict"] == "pass", json.dumps(v["violations"], indent=1)
 
 
 # ----------------------------------------------------------------------------- uncertain windows
@@ -348,7 +557,7 @@ def test_uncertain_state_still_rejects_a_duplicate(f: str, op_first: bool) -> No
 
 
 @PROPERTY
-@given(tg.schedules(min_ops=20, max_ops=80, concurrent=True, participants=4), st.data())
+@given(tg.schedules(min_ops=20, max_ops=80, concurrent=True, participants=4, **MIXED), st.data())
 def test_concurrent_traces_reject_a_duplicate_of_an_uncertain_delivery(
     schedule: tg.Schedule, data: st.DataObject
 ) -> None:
