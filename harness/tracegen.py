@@ -102,7 +102,7 @@ class Knobs:
     w_disconnect: float = 0.12
     w_deregister: float = 0.08
     p_fail: float = 0.0  # an op fails: refused, or swapped for one invalid in its state
-    p_info: float = 0.0  # an op times out (info; a few get no completion and end their player)
+    p_info: float = 0.0  # an op times out (info; a few get no completion, ending their participant)
     p_noise: float = 0.0  # a log line without a token before a delivery
     p_log_reset: float = 0.0  # a new log generation before a delivery
 
