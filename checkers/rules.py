@@ -6,9 +6,10 @@ Interpretation (documented in the README too):
 - Each participant's possible states during [s0, s1] come from `timeline.Timeline`; a rule
   fires for (m, p) only when every possible state demands it (for delivery rules: only the
   deliveries that every possible state condemns are reported).
-- Obligations to deliver (no-miss, immediacy) exist only when the sender was online at m in
-  every possible state (otherwise a correct coordinator may have refused the msend), and
-  only when the trace lasted long enough to see the delivery (deadline + L <= trace end).
+- Obligations to deliver (no-miss, immediacy) exist only when the msend completed ok (one of
+  unknown outcome may never have taken effect) and the sender was online at m in every
+  possible state (otherwise a correct coordinator may have refused the msend), and only when
+  the trace lasted long enough to see the delivery (deadline + L <= trace end).
 - An offline period holding at m ends with p's first reconnect/deregister that was not
   certainly over before s0.
 - Deliveries before s0 (and of unknown or failed tokens) are phantoms and are left out of
@@ -41,13 +42,15 @@ class Params:
 
 @dataclass(frozen=True)
 class Message:
-    """A multicast that happened (or may have): token, sender, send window, sender certainty."""
+    """A multicast that happened (or may have): token, sender, send window, and whether it
+    certainly happened from a member (msend ok, sender online in every possible state): only
+    then is a delivery owed."""
 
     token: str
     sender: str
     s0: float
     s1: float
-    sender_online: bool
+    owed: bool
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class _Judge:
     def _message(self, op: Op) -> Message:
         s1 = op.t1 if op.t1 is not None else self.p.horizon
         states, _ = self.timelines[op.participant].states(op.t0, s1)
-        return Message(op.message or "", op.participant, op.t0, s1, states == _ONLINE)
+        return Message(op.message or "", op.participant, op.t0, s1, op.ok and states == _ONLINE)
 
     def add(
         self,
@@ -151,7 +154,7 @@ class _Judge:
         states, _ = tl.states(m.s0, m.s1)
         got = self.delivered.get((p, m.token))
         if not got:
-            if m.sender_online:
+            if m.owed:
                 self.no_miss(m, p, tl, states)
             return
         if len(got) == 1 and states == _ONLINE and got[0] - m.s1 <= self.p.latency:
@@ -282,7 +285,7 @@ class _Judge:
     ) -> None:
         lat = self.p.latency
         first = got[0]
-        if not m.sender_online or first - m.s1 <= lat:
+        if not m.owed or first - m.s1 <= lat:
             return
         x = tl.first_exit(m.s0)
         if x is not None and x.t0 <= m.s1 + lat:
@@ -367,7 +370,15 @@ class _Judge:
         failed = sum(1 for op in self.trace.ops if op.f == "msend" and op.outcome == "fail")
         if failed:
             notes.append(f"{failed} msend(s) failed: they create no obligation")
-        unsure = sum(1 for m in self.messages if not m.sender_online)
+        unknown = sum(
+            1 for op in self.trace.ops if op.f == "msend" and op.outcome in ("info", "none")
+        )
+        if unknown:
+            notes.append(
+                f"{unknown} msend(s) of unknown outcome (info or no completion): "
+                "no delivery is owed for them"
+            )
+        unsure = sum(1 for m in self.messages if not m.owed) - unknown
         if unsure:
             notes.append(
                 f"{unsure} message(s) sent while the sender was not certainly online: "
