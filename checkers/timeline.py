@@ -104,6 +104,10 @@ class Timeline:
                 high = max(high, op.t1)
             self.prefmax.append(high)
             self.checkpoints.append(_step(self.checkpoints[-1], op))
+        self.indexes: dict[str, list[int]] = {f: [] for f in MEMBERSHIP}
+        for i, op in enumerate(self.ops):
+            if op.outcome != "fail":
+                self.indexes[op.f].append(i)
         self.enders = [op for op in self.ops if op.f in ENDERS and op.outcome != "fail"]
         self.ender_t0s = [op.t0 for op in self.enders]
         self.ender_prefmax = _prefmax(self.enders)
@@ -122,7 +126,8 @@ class Timeline:
             return closure(cp.states, cp.floating), bool(cp.floating)
         cp = self.checkpoints[j]
         states, floating = cp.states, set(cp.floating)
-        for op in self.ops[j:k]:
+        later = max(j, bisect_right(self.t0s, s0))  # ops from here on were invoked after s0
+        for op in self.ops[j:later]:
             if op.outcome == "fail":
                 continue
             if op.ok and op.t1 is not None and op.t1 < s0:
@@ -130,8 +135,13 @@ class Timeline:
                 states = closure(apply(op.f, closure(states, fl)), fl)
             else:
                 floating.add(op.f)
+        floating.update(self._kinds_between(later, k))  # none of them can have ended by s0
         fl = frozenset(floating)
         return closure(states, fl), bool(fl)
+
+    def _kinds_between(self, lo: int, hi: int) -> set[str]:
+        """The op kinds (f) of the non-failed ops with index in [lo, hi), in O(log n)."""
+        return {f for f, at in self.indexes.items() if bisect_left(at, lo) < bisect_left(at, hi)}
 
     def period_end(self, s0: float) -> Optional[Op]:
         """First reconnect/deregister (not failed) not certainly over before s0: the op
