@@ -20,6 +20,8 @@ from typing import Any, Optional
 
 from harness import tracegen
 
+# What a real run's trace holds besides clean ops: failures, timeouts, log noise and resets.
+MIXED = {"p_fail": 0.05, "p_info": 0.01, "p_noise": 0.2, "p_log_reset": 0.02}
 TARGET_SECONDS = 20.0
 TARGET_BYTES = 1 << 30
 _ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +77,8 @@ def measure_check(path: Path, timeout: float) -> dict[str, Any]:
 
 def bench_checkers(args: argparse.Namespace) -> dict[str, Any]:
     """Generate, check, and collect every figure of the checkers benchmark."""
-    knobs = tracegen.Knobs(participants=args.participants, concurrent=not args.serialized)
+    mix = {} if args.clean else MIXED
+    knobs = tracegen.Knobs(participants=args.participants, concurrent=not args.serialized, **mix)
     with tempfile.TemporaryDirectory(prefix="pams-bench-") as tmp:
         path = Path(args.keep) if args.keep else Path(tmp) / "trace.jsonl"
         progress(f"generating a correct trace of {args.events:,} events into {path} ...")
@@ -91,6 +94,7 @@ def bench_checkers(args: argparse.Namespace) -> dict[str, Any]:
         "participants": args.participants,
         "seed": args.seed,
         "concurrent": knobs.concurrent,
+        "mixed": not args.clean,
         "file_bytes": size,
         "generate_seconds": generated,
         "check_seconds": check["seconds"],
@@ -107,6 +111,7 @@ def render(fig: dict[str, Any]) -> str:
     mib = 1024 * 1024
     rows = [
         ("events", f"{fig['events']:,} ({fig['participants']} participants, seed {fig['seed']})"),
+        ("mix", "fails, timeouts, log noise and resets" if fig["mixed"] else "clean (--clean)"),
         ("trace file", f"{fig['file_bytes'] / mib:.1f} MiB"),
         ("generate", f"{fig['generate_seconds']:.2f} s"),
         ("check", f"{fig['check_seconds']:.2f} s ({fig['events_per_second']:,.0f} events/s)"),
@@ -135,6 +140,11 @@ def parser(prog: str = "python -m harness.bench") -> argparse.ArgumentParser:
     c.add_argument("--participants", type=_positive, default=10, help="default 10")
     c.add_argument("--seed", type=int, default=1, help="default 1")
     c.add_argument("--serialized", action="store_true", help="no overlapping ops (default: some)")
+    c.add_argument(
+        "--clean",
+        action="store_true",
+        help="only ops that complete ok (default: some fail or time out, with log noise/resets)",
+    )
     c.add_argument("--keep", metavar="PATH", help="write the trace to PATH and keep it")
     c.add_argument("--timeout", type=float, default=600.0, help="seconds allowed for the check")
     c.add_argument("--json", action="store_true", help="print the figures as one JSON object")
