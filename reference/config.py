@@ -10,8 +10,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from reference.wire import PARTICIPANT_ID
+
 _PORT_RANGE = range(1, 65536)
-_ID_RE = re.compile(r"[A-Za-z0-9_.-]+\Z")
 _DIGITS_RE = re.compile(r"[0-9]+\Z")  # ASCII only: str.isdigit() accepts '²', int() does not
 
 
@@ -93,7 +94,7 @@ def load_participant_config(path: str | Path) -> ParticipantConfig:
     """Read a participant config: ID, log file (relative to the config's cwd), coordinator."""
     path = Path(path)
     lines = _read_lines(path, 3)
-    if not _ID_RE.match(lines[0]):
+    if not PARTICIPANT_ID.fullmatch(lines[0]):
         raise ConfigError(
             f"{path}:1: participant ID must be letters, digits, '_', '.' or '-', got {lines[0]!r}"
         )

@@ -16,8 +16,8 @@ from typing import Callable, Optional, TextIO
 
 from reference.config import ConfigError, load_coordinator_config
 from reference.core import Action, CloseChannel, CoordinatorCore, OpenChannel, Wake
+from reference.wire import MAX_LINE
 
-MAX_LINE = 64 * 1024  # bytes per line, terminator not counted
 REQUEST_TIMEOUT = 5.0  # seconds a client has to send its whole request line
 CONNECT_TIMEOUT = 5.0  # seconds to connect a delivery channel
 LINGER = 1.0  # seconds an over-long request is drained before the connection is dropped

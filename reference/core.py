@@ -12,10 +12,9 @@ from dataclasses import dataclass
 from typing import Union
 
 from reference.store import Message, MessageStore
+from reference.wire import MESSAGE, PARTICIPANT_ID
 
-_ID_RE = re.compile(r"[A-Za-z0-9_.-]+")
 _HOST_RE = re.compile(r"[A-Za-z0-9_.:-]+")
-_TEXT_RE = re.compile(r"[A-Za-z0-9]+")
 
 OUT = "out"
 ONLINE = "online"
@@ -104,12 +103,12 @@ def parse_request(line: str) -> Request:
         raise RequestError(f"unknown command {words[0][:80]!r}")
     if len(args) != len(usage.split()) - 1:
         raise RequestError(f"usage: {usage}")
-    pid = _check(_ID_RE, args[0], "id")
+    pid = _check(PARTICIPANT_ID, args[0], "id")
     if command in ("REGISTER", "RECONNECT"):
         cls = Register if command == "REGISTER" else Reconnect
         return cls(pid, _check(_HOST_RE, args[1], "host"), _port(args[2]))
     if command == "MSEND":
-        return Msend(pid, _check(_TEXT_RE, args[1], "message (letters and digits only)"))
+        return Msend(pid, _check(MESSAGE, args[1], "message (letters and digits only)"))
     return {"DEREGISTER": Deregister, "DISCONNECT": Disconnect}[command](pid)
 
 

@@ -20,7 +20,6 @@ from typing import Optional, TextIO
 
 from reference.config import ConfigError, ParticipantConfig, load_participant_config
 from reference.participant_state import (
-    MAX_LINE,
     Command,
     Lost,
     Outcome,
@@ -35,6 +34,7 @@ from reference.participant_state import (
     settle,
     take_deliveries,
 )
+from reference.wire import MAX_LINE
 
 TIMEOUT = 5.0  # seconds, for the control connection's connect and for its reply
 _RST_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0 s}: close() sends RST, no TIME_WAIT

@@ -8,12 +8,11 @@ outcome to `settle()`; thread-B feeds received bytes to `take_deliveries()`.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from typing import Optional, Union
 
-MESSAGE_RE = re.compile(r"[A-Za-z0-9]+\Z")
-MAX_LINE = 64 * 1024
+from reference.wire import MESSAGE
+
 VERBS = ("register", "deregister", "disconnect", "reconnect", "msend", "quit")
 _TAKES_PORT = ("register", "reconnect")
 _TAKES_NOTHING = ("deregister", "disconnect", "quit")
@@ -107,7 +106,7 @@ def parse_command(line: str) -> Union[Command, Reply, None]:
         return _parse_port(verb, args[0])
     if not args:
         return Reply(error(verb, "usage: msend MESSAGE"))
-    if len(args) > 1 or not MESSAGE_RE.match(args[0]):
+    if len(args) > 1 or not MESSAGE.fullmatch(args[0]):
         return Reply(error(verb, "message must be alphanumeric"))
     return Command(verb, message=args[0])
 
