@@ -23,7 +23,7 @@ from typing import Optional
 
 from checkers.timeline import OFFLINE, ONLINE, OUT, Timeline
 from checkers.trace import Op, Trace
-from checkers.verdict import Violation, fmt_t
+from checkers.verdict import RULES, Violation, fmt_t
 
 PAIR_RULES = ("no-expired", "no-duplicate", "no-post-deregister", "immediacy")
 _ONLINE = frozenset((ONLINE,))
@@ -94,16 +94,9 @@ class _Judge:
             self._message(op) for op in trace.ops if op.f == "msend" and op.outcome != "fail"
         ]
         self.violations: list[Violation] = []
-        self.checked = {
-            "no-miss": 0,
-            "no-expired": 0,
-            "no-duplicate": 0,
-            "no-post-deregister": 0,
-            "immediacy": 0,
-            "no-offline-delivery": 0,
-            "no-phantom": len(trace.deliveries),
-            "port-released": len(trace.probes),
-        }
+        self.checked = dict.fromkeys(RULES, 0)  # the rest is counted in run()
+        self.checked["no-phantom"] = len(trace.deliveries)
+        self.checked["port-released"] = len(trace.probes)
         self.delivered: dict[tuple[str, str], list[float]] = {}
         self.flagged: set[tuple[str, str, float]] = set()
 
