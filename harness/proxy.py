@@ -1,0 +1,645 @@
+"""Recording TCP proxies, one per participant, in front of the coordinator (SPEC §3, §5).
+
+All proxies of a run share one asyncio loop in one daemon thread (`ProxyHub`). Each forwards
+every byte both ways, records it as a `wire` event, decides op completion, cuts the control
+path on `partition()`, and can interpose on delivery traffic by rewriting the thread-B port a
+register/reconnect request advertises. The decisions (`OpWatch`, `locate_port`) are pure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import re
+import socket
+import struct
+import threading
+from dataclasses import dataclass, replace
+from typing import Callable, Optional, Union
+
+Emit = Callable[[dict], float]
+HOST = "127.0.0.1"
+CONTROL = "control"
+DELIVERY = "delivery"
+INTERPOSED = ("register", "reconnect")
+AMBIGUOUS = "port ambiguous in request"
+NOT_FOUND = "port not found in request"
+CONNECT_TIMEOUT = 10.0  # seconds for the proxy's own connect to the coordinator or thread-B
+CALL_TIMEOUT = 5.0  # seconds a runner-thread call waits for the loop
+BACKLOG = 128
+_RST_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0 s}: close() sends RST
+_TEXT_BYTES = frozenset(range(0x20, 0x7F)) | {0x09, 0x0A, 0x0D}
+_log = logging.getLogger(__name__)
+
+
+# --- pure decisions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PortMatch:
+    """One occurrence of the advertised port in request bytes: `data[start:end]` encodes it."""
+
+    encoding: str  # "decimal" | "be16" | "be32"
+    start: int
+    end: int
+
+
+def _occurrences(data: bytes, needle: bytes) -> list[int]:
+    """Every start offset of `needle` in `data`, overlapping ones included."""
+    found, at = [], data.find(needle)
+    while at >= 0:
+        found.append(at)
+        at = data.find(needle, at + 1)
+    return found
+
+
+def locate_port(data: bytes, port: int) -> Union[PortMatch, str, None]:
+    """Find `port` in `data`: decimal text not adjacent to other digits first; only when there is
+    none and `data` is not pure text, 2-byte big-endian (labelled be32 when two zero bytes precede
+    it). Returns the match when exactly one occurrence, AMBIGUOUS for several, None for none."""
+    decimal = [m.span() for m in re.finditer(rb"(?<![0-9])%d(?![0-9])" % port, data)]
+    if decimal:
+        return PortMatch("decimal", *decimal[0]) if len(decimal) == 1 else AMBIGUOUS
+    if not 0 < port <= 0xFFFF or all(byte in _TEXT_BYTES for byte in data):
+        return None
+    spots = _occurrences(data, struct.pack(">H", port))
+    if len(spots) != 1:
+        return AMBIGUOUS if spots else None
+    at = spots[0]
+    if at >= 2 and data[at - 2 : at] == b"\0\0":
+        return PortMatch("be32", at - 2, at + 2)
+    return PortMatch("be16", at, at + 2)
+
+
+def encode_port(encoding: str, port: int) -> bytes:
+    """`port` in one of `locate_port`'s encodings."""
+    if encoding == "decimal":
+        return b"%d" % port
+    return struct.pack(">H" if encoding == "be16" else ">I", port)
+
+
+def rewrite_port(data: bytes, match: PortMatch, port: int) -> bytes:
+    """`data` with the matched port replaced by `port` in the same encoding (same width)."""
+    new = encode_port(match.encoding, port)
+    if len(new) != match.end - match.start:
+        raise ValueError(f"port {port} does not fit the {match.encoding} field")
+    return data[: match.start] + new + data[match.end :]
+
+
+@dataclass(frozen=True)
+class OpWatch:
+    """The armed op of one participant. Completion rule: once armed, a control connection that
+    carries participant bytes becomes a *sender*; the first coordinator byte, or the coordinator's
+    close (EOF or reset), on a sender connection completes the op. Bytes or closes on connections
+    that sent nothing since arming never complete it."""
+
+    op: int
+    f: str
+    port: Optional[int]
+    scanning: bool  # still looking for the advertised port to interpose on
+    senders: frozenset = frozenset()
+    refused: bool = False  # a connection of this participant was refused while armed
+
+    def sent(self, conn: int) -> OpWatch:
+        """After participant bytes on control connection `conn`."""
+        return self if conn in self.senders else replace(self, senders=self.senders | {conn})
+
+    def completed_by(self, conn: int) -> bool:
+        """True when a coordinator byte or close on `conn` completes the op."""
+        return conn in self.senders
+
+
+def wants_interpose(f: str, port: Optional[int], rewrite_ports: bool) -> bool:
+    """Only register/reconnect with a known port are interposed on, and only when allowed."""
+    return rewrite_ports and f in INTERPOSED and port is not None
+
+
+# --- I/O --------------------------------------------------------------------------------------
+
+
+def _reset(transport: Optional[asyncio.BaseTransport]) -> None:
+    """Close `transport` at once with an RST (no FIN, no TIME_WAIT)."""
+    if transport is None or transport.is_closing():
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST_ON_CLOSE)
+    transport.abort()
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ConnectionResetError):
+        return "reset"
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+
+
+def _listen_socket(port: int) -> socket.socket:
+    """A listening TCP socket on 127.0.0.1:port (OSError when the port is taken)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((HOST, port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _Side(asyncio.Protocol):
+    """One socket of a proxied connection; every event goes to its `_Link`."""
+
+    def __init__(self, link: _Link, initiator: bool) -> None:
+        self.link = link
+        self.initiator = initiator
+        self.transport: Optional[asyncio.Transport] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        if self.initiator:
+            self.link.accepted()
+
+    def data_received(self, data: bytes) -> None:
+        self.link.data(self, data)
+
+    def eof_received(self) -> bool:
+        self.link.eof(self)
+        return True  # keep the other direction open until it ends too
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.link.lost(self, exc)
+
+    def pause_writing(self) -> None:
+        self.link.throttle(self, True)
+
+    def resume_writing(self) -> None:
+        self.link.throttle(self, False)
+
+
+class _Link:
+    """One proxied connection: the accepted (initiator) side and the side the proxy connected
+    (target). Control: participant → coordinator. Delivery: coordinator → thread-B."""
+
+    def __init__(self, proxy: ParticipantProxy, channel: str, target_port: int) -> None:
+        self.proxy = proxy
+        self.hub = proxy.hub
+        self.channel = channel
+        self.target_port = target_port
+        self.conn = proxy.hub.next_conn()
+        self.a = _Side(self, initiator=True)
+        self.b = _Side(self, initiator=False)
+        self.ended: set[bool] = set()  # `initiator` flags of the sides that sent EOF
+        self.done = False
+
+    def who(self, side: _Side) -> str:
+        return "participant" if side.initiator == (self.channel == CONTROL) else "coordinator"
+
+    def direction(self, side: _Side) -> str:
+        """The `dir` of bytes read from `side`."""
+        return "to_coordinator" if self.who(side) == "participant" else "to_participant"
+
+    def peer(self, side: _Side) -> _Side:
+        return self.b if side is self.a else self.a
+
+    def closed_event(self, by: str, reason: str) -> None:
+        self.hub.emit(
+            {
+                "type": "wire_close",
+                "conn": self.conn,
+                "participant": self.proxy.participant,
+                "channel": self.channel,
+                "by": by,
+                "reason": reason,
+            }
+        )
+
+    def accepted(self) -> None:
+        self.hub.links.add(self)
+        if self.channel == CONTROL and self.proxy.partitioned:
+            self.refuse("harness", "partition")
+            return
+        assert self.a.transport is not None
+        self.a.transport.pause_reading()
+        self.hub.spawn(self.connect())
+
+    async def connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(lambda: self.b, HOST, self.target_port), CONNECT_TIMEOUT
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            if not self.done:
+                self.refuse(self.who(self.b), f"refused: {_reason(exc)}")
+            return
+        if self.done:
+            _reset(self.b.transport)
+        elif self.a.transport is not None:
+            self.a.transport.resume_reading()
+
+    def refuse(self, by: str, reason: str) -> None:
+        """The connection could not be carried: reset the initiator so it sees a failure."""
+        self.closed_event(by, reason)
+        self.finish(reset=True)
+        if self.channel == CONTROL:
+            self.proxy.refused()
+
+    def data(self, side: _Side, data: bytes) -> None:
+        if self.done:
+            return
+        out = data
+        if self.channel == CONTROL and side.initiator:
+            out = self.proxy.outbound(self.conn, data)
+        event = {
+            "type": "wire",
+            "conn": self.conn,
+            "participant": self.proxy.participant,
+            "dir": self.direction(side),
+            "channel": self.channel,
+            "data": base64.b64encode(data).decode("ascii"),
+        }
+        if out is not data:
+            event["rewritten"] = base64.b64encode(out).decode("ascii")
+        self.hub.emit(event)
+        target = self.peer(side).transport
+        if target is not None:
+            target.write(out)
+        if self.channel == CONTROL and not side.initiator:
+            self.proxy.inbound(self.conn)
+
+    def eof(self, side: _Side) -> None:
+        if self.done:
+            return
+        self.closed_event(self.who(side), "eof")
+        self.ended.add(side.initiator)
+        target = self.peer(side).transport
+        if target is not None and not target.is_closing() and target.can_write_eof():
+            target.write_eof()
+        if self.channel == CONTROL and not side.initiator:
+            self.proxy.inbound(self.conn)
+        if len(self.ended) == 2:
+            self.finish(reset=False)
+
+    def lost(self, side: _Side, exc: Optional[Exception]) -> None:
+        if self.done:
+            return
+        self.closed_event(self.who(side), _reason(exc) if exc is not None else "closed")
+        self.finish(reset=True)
+        if self.channel == CONTROL and not side.initiator:
+            self.proxy.inbound(self.conn)
+
+    def throttle(self, side: _Side, paused: bool) -> None:
+        """`side` cannot take more bytes for now: stop (or resume) reading from its peer."""
+        source = self.peer(side).transport
+        if source is None or source.is_closing():
+            return
+        if paused:
+            source.pause_reading()
+        else:
+            source.resume_reading()
+
+    def cut(self, reason: str) -> None:
+        """The harness ends this connection: both sides reset."""
+        if not self.done:
+            self.closed_event("harness", reason)
+            self.finish(reset=True)
+
+    def finish(self, reset: bool) -> None:
+        self.done = True
+        self.hub.links.discard(self)
+        for side in (self.a, self.b):
+            if reset:
+                _reset(side.transport)
+            elif side.transport is not None:
+                side.transport.close()
+
+
+class _Listener:
+    """A listening socket served by the hub's loop; `close()` works before serving began."""
+
+    def __init__(self, hub: ProxyHub, sock: socket.socket, factory: Callable[[], _Side]) -> None:
+        self.sock = sock
+        self.port: int = sock.getsockname()[1]
+        self.task = hub.spawn(hub.loop.create_server(factory, sock=sock))
+
+    def close(self) -> None:
+        if self.task.done():
+            self._close_now(self.task)
+        else:
+            self.task.add_done_callback(self._close_now)
+
+    def _close_now(self, task: asyncio.Task) -> None:
+        if task.cancelled() or task.exception() is not None:
+            self.sock.close()
+        else:
+            task.result().close()
+
+
+class ParticipantProxy:
+    """The proxy of one participant: listens on 127.0.0.1:listen_port and forwards each
+    connection to the coordinator. Runner-thread methods: arm, disarm, partition, heal,
+    release_delivery_ports (all thread-safe). Partition cuts only the control path."""
+
+    def __init__(
+        self,
+        hub: ProxyHub,
+        participant: str,
+        listen_port: int,
+        coordinator: tuple[str, int],
+        on_complete: Callable[[int], None],
+        port_source: Callable[[int], int],
+        rewrite_ports: bool,
+        on_refused: Optional[Callable[[int], None]],
+    ) -> None:
+        self.hub = hub
+        self.participant = participant
+        self.listen_port = listen_port
+        self.coordinator = coordinator
+        self.rewrite_ports = rewrite_ports
+        self._on_complete = on_complete
+        self._on_refused = on_refused
+        self._port_source = port_source
+        self._lock = threading.Lock()
+        self._watch: Optional[OpWatch] = None
+        self.partitioned = False  # loop thread only
+        self._delivery: list[_Listener] = []  # loop thread only
+        self._listener: Optional[_Listener] = None
+
+    # runner thread
+
+    def arm(self, op: int, f: str, port: Optional[int] = None) -> None:
+        """Watch for `op`'s completion; call before writing its command to the participant."""
+        watch = OpWatch(op, f, port, wants_interpose(f, port, self.rewrite_ports))
+        with self._lock:
+            self._watch = watch
+
+    def disarm(self, op: int) -> None:
+        """Stop watching `op` (it timed out); no completion is reported for it afterwards."""
+        with self._lock:
+            watch = self._watch
+            if watch is None or watch.op != op:
+                return
+            self._watch = None
+        self._give_up_interpose(watch)
+
+    def partition(self) -> None:
+        """Refuse new connections (accept, then RST) and reset every open control connection."""
+        self.hub.call(self._partition)
+
+    def heal(self) -> None:
+        """Carry new connections again."""
+        self.hub.call(self._heal)
+
+    def release_delivery_ports(self) -> None:
+        """Close this participant's delivery (Q) listeners; open delivery connections stay."""
+        self.hub.call(self._release)
+
+    # loop thread
+
+    def start(self, sock: socket.socket) -> None:
+        self._listener = _Listener(self.hub, sock, self._control_side)
+
+    def _control_side(self) -> _Side:
+        return _Link(self, CONTROL, self.coordinator[1]).a
+
+    def _partition(self) -> None:
+        self.partitioned = True
+        for link in list(self.hub.links):
+            if link.proxy is self and link.channel == CONTROL:
+                link.cut("partition")
+
+    def _heal(self) -> None:
+        self.partitioned = False
+
+    def _release(self) -> None:
+        for listener in self._delivery:
+            listener.close()
+        self._delivery = []
+
+    def close_listeners(self) -> list[asyncio.Task]:
+        """Close every listener of this proxy; returns their start tasks (to await)."""
+        listeners = [*self._delivery, *([self._listener] if self._listener else [])]
+        self._release()
+        if self._listener is not None:
+            self._listener.close()
+        return [listener.task for listener in listeners]
+
+    def outbound(self, conn: int, data: bytes) -> bytes:
+        """Participant bytes on control connection `conn`: the bytes to forward."""
+        with self._lock:
+            watch = self._watch
+            if watch is None:
+                return data
+            watch = watch.sent(conn)
+            found = locate_port(data, watch.port) if watch.scanning else None  # type: ignore[arg-type]
+            if found is not None:
+                watch = replace(watch, scanning=False)
+            self._watch = watch
+        if found is None:
+            return data
+        if isinstance(found, str):
+            self._interpose_event(watch, None, reason=found)
+            return data
+        return self._interpose(watch, data, found)
+
+    def inbound(self, conn: int) -> None:
+        """A coordinator byte or close on control connection `conn`."""
+        with self._lock:
+            watch = self._watch
+            if watch is None or not watch.completed_by(conn):
+                return
+            self._watch = None
+        self._give_up_interpose(watch)
+        self.hub.callback(self._on_complete, watch.op)
+
+    def refused(self) -> None:
+        """A control connection of this participant was refused (partition or coordinator)."""
+        with self._lock:
+            watch = self._watch
+            if watch is None or watch.refused:
+                return
+            self._watch = replace(watch, refused=True)
+        if self._on_refused is not None:
+            self.hub.callback(self._on_refused, watch.op)
+
+    def _give_up_interpose(self, watch: OpWatch) -> None:
+        if watch.scanning:
+            self._interpose_event(watch, None, reason=NOT_FOUND)
+
+    def _interpose(self, watch: OpWatch, data: bytes, match: PortMatch) -> bytes:
+        assert watch.port is not None
+        width = len(str(watch.port)) if match.encoding == "decimal" else 0
+        listener = self._delivery_listener(width, watch.port)
+        if listener is None:
+            self._interpose_event(watch, None, reason="no free proxy port")
+            return data
+        self._interpose_event(watch, listener.port, encoding=match.encoding)
+        return rewrite_port(data, match, listener.port)
+
+    def _delivery_listener(self, width: int, target: int) -> Optional[_Listener]:
+        """A new listener on a harness port of `width` digits (0: any) forwarding to thread-B's
+        port `target`; None when `port_source` gives no usable port in three tries."""
+        for _ in range(3):
+            port = self._port_source(width)
+            if not 0 < port <= 0xFFFF or (width and len(str(port)) != width):
+                continue
+            try:
+                sock = _listen_socket(port)
+            except OSError:
+                continue
+            listener = _Listener(self.hub, sock, lambda: _Link(self, DELIVERY, target).a)
+            self._delivery.append(listener)
+            return listener
+        return None
+
+    def _interpose_event(
+        self, watch: OpWatch, proxy_port: Optional[int], *, encoding: str = "", reason: str = ""
+    ) -> None:
+        event: dict = {
+            "type": "interpose",
+            "participant": self.participant,
+            "op": watch.op,
+            "port": watch.port,
+            "proxy_port": proxy_port,
+        }
+        if encoding:
+            event["encoding"] = encoding
+        if reason:
+            event["reason"] = reason
+        self.hub.emit(event)
+
+
+class ProxyHub:
+    """Owns one asyncio loop in one daemon thread for every proxy of a run. `start()` before
+    `add_participant`; `close()` ends every listener and connection and joins the thread
+    (bounded in time, idempotent)."""
+
+    def __init__(self, emit: Emit) -> None:
+        self._emit = emit
+        self.loop = asyncio.new_event_loop()
+        self.links: set[_Link] = set()  # loop thread only
+        self.proxies: list[ParticipantProxy] = []
+        self._tasks: set[asyncio.Task] = set()
+        self._conns = itertools.count(1)
+        self._thread: Optional[threading.Thread] = None
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the loop thread."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="pams-proxy", daemon=True
+        )
+        self._thread.start()
+
+    def add_participant(
+        self,
+        participant: str,
+        listen_port: int,
+        coordinator: tuple[str, int],
+        on_complete: Callable[[int], None],
+        port_source: Callable[[int], int],
+        rewrite_ports: bool,
+        on_refused: Optional[Callable[[int], None]] = None,
+    ) -> ParticipantProxy:
+        """A proxy for `participant` on 127.0.0.1:listen_port (bound and listening on return;
+        OSError if the port is taken). Thread-safe."""
+        if self._thread is None or self._closed:
+            raise RuntimeError("ProxyHub is not running")
+        proxy = ParticipantProxy(
+            self,
+            participant,
+            listen_port,
+            coordinator,
+            on_complete,
+            port_source,
+            rewrite_ports,
+            on_refused,
+        )
+        sock = _listen_socket(listen_port)
+        try:
+            self.call(lambda: proxy.start(sock))
+        except BaseException:
+            sock.close()
+            raise
+        self.proxies.append(proxy)
+        return proxy
+
+    def close(self) -> None:
+        """Close every listener and connection (RST), stop the loop, join its thread."""
+        if self._closed:
+            return
+        self._closed = True
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(CALL_TIMEOUT)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            thread.join(CALL_TIMEOUT)
+            if thread.is_alive():
+                return  # a stuck callback: leave the daemon thread rather than hang
+        self.loop.close()
+
+    async def _shutdown(self) -> None:
+        starts = [task for proxy in self.proxies for task in proxy.close_listeners()]
+        await asyncio.gather(*starts, return_exceptions=True)
+        for link in list(self.links):
+            link.cut("shutdown")
+        pending = [task for task in self._tasks if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for _ in range(3):  # let the aborted transports run connection_lost and close sockets
+            await asyncio.sleep(0)
+
+    # loop thread helpers
+
+    def next_conn(self) -> int:
+        return next(self._conns)
+
+    def spawn(self, coro) -> asyncio.Task:  # type: ignore[no-untyped-def]
+        """Run `coro` on the loop, kept until done (cancelled at close)."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def emit(self, event: dict) -> None:
+        """Record `event`; a failing recorder never breaks the forwarding."""
+        try:
+            self._emit(event)
+        except Exception:
+            _log.exception("proxy: cannot record %s event", event.get("type"))
+
+    def callback(self, fn: Callable[[int], None], op: int) -> None:
+        try:
+            fn(op)
+        except Exception:
+            _log.exception("proxy: callback for op %s failed", op)
+
+    def call(self, fn: Callable[[], object]) -> object:
+        """Run `fn` on the loop thread and return its result (bounded wait)."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        done: concurrent.futures.Future = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as exc:
+                done.set_exception(exc)
+
+        self.loop.call_soon_threadsafe(run)
+        return done.result(CALL_TIMEOUT)
