@@ -1,6 +1,6 @@
 """The `pams` command line. Subcommands are registered in `SUBCOMMANDS`; this module ships
-`check` (judge recorded traces offline) and `bench`; `run`, `replay`, `grade` and `scenarios`
-are added by their own issues."""
+`check` (judge recorded traces offline) and `bench`; `run`, `replay` and `scenarios` live in
+`harness.cli_run`, `grade` in `harness.grade`."""
 
 from __future__ import annotations
 
@@ -134,7 +134,20 @@ def run_bench(argv: list[str]) -> int:
     return bench.main(argv, prog="pams bench")
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [add_check, add_bench]
+def add_harness(sub: argparse._SubParsersAction) -> None:
+    """run, replay and scenarios (imported lazily: `pams check` needs none of the harness)."""
+    from harness import cli_run
+
+    cli_run.add_run(sub)
+    cli_run.add_replay(sub)
+    cli_run.add_scenarios(sub)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    add_check,
+    add_harness,
+    add_bench,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

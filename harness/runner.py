@@ -1,0 +1,614 @@
+"""One scenario against one implementation: start its processes behind recording proxies,
+drive the schedule (one worker thread per participant, one for the coordinator), watch the
+logs, inject faults, probe ports, and record everything to `trace.jsonl`. The runner records;
+it never judges (the CLI hands the trace to the checkers)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import fcntl
+import itertools
+import re
+import socket
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from harness import adapter as adapters
+from harness.adapter import Adapter
+from harness.ports import PortPicker
+from harness.recorder import Recorder
+from harness.scenario import COORDINATOR, Scenario, Step
+
+Progress = Callable[[str], None]
+HOST = "127.0.0.1"
+PROBE_GRACE = 1.0  # seconds a released port may take to become bindable after the reply
+LOG_NAME = "messages.log"
+
+
+class RunError(Exception):
+    """The implementation could not be run (build failed, never started); str says why."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Where a run's trace is, or why there is none (`error`: could not run the
+    implementation; `skipped`: a fault could not be applied faithfully here)."""
+
+    scenario: str
+    run_dir: Path
+    trace_path: Optional[Path]
+    error: Optional[str] = None
+    skipped: Optional[str] = None
+    seconds: float = 0.0
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class _Pending:
+    op: int
+    f: str
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Optional[str] = None
+    sent: bool = False
+    refused: bool = False
+
+
+@dataclass
+class _Participant:
+    pid: str
+    workdir: Path
+    proxy_port: int
+    proxy: Any = None
+    child: Any = None
+    watcher: Any = None
+    clock: Any = None
+    port: Optional[int] = None
+    port2: int = 0
+    pending: Optional[_Pending] = None
+    partitioned: bool = False
+
+    @property
+    def log(self) -> Path:
+        return self.workdir / LOG_NAME
+
+
+def run_scenario(
+    adapter: Adapter,
+    scenario: Scenario,
+    out_dir: Path,
+    progress: Optional[Progress] = None,
+) -> RunResult:
+    """Run `scenario` against `adapter`, recording into `out_dir` (created; must be empty or
+    absent). Never raises for the implementation's misbehaviour: see RunResult."""
+    return _Run(adapter, scenario, Path(out_dir), progress or (lambda _m: None)).execute()
+
+
+class _Run:
+    def __init__(self, adapter: Adapter, sc: Scenario, run_dir: Path, progress: Progress):
+        self.adapter, self.sc, self.run_dir, self.say = adapter, sc, run_dir, progress
+        self.run_id = uuid.uuid4().hex[:12]
+        self.ports = PortPicker(*adapter.ports)
+        self.op_ids = itertools.count(1)
+        self.lock = threading.Lock()
+        self.done_re = (
+            re.compile(adapter.commands.done_pattern) if adapter.commands.done_pattern else None
+        )
+        self.parts: dict[str, _Participant] = {}
+        self.coordinator: Any = None
+        self.coordinator_clock: Any = None
+        self.coordinator_port = 0
+        self.rec: Optional[Recorder] = None
+        self.sup: Any = None
+        self.hub: Any = None
+        self.t0 = 0.0
+        self.stop = threading.Event()
+        self.notes: list[str] = []
+        self.offsets: dict[str, float] = dict(sc.clock_offsets)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def execute(self) -> RunResult:
+        start = time.monotonic()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        trace = self.run_dir / "trace.jsonl"
+        try:
+            skipped = self._prepare()
+            if skipped:
+                return RunResult(
+                    self.sc.name,
+                    self.run_dir,
+                    None,
+                    skipped=skipped,
+                    seconds=time.monotonic() - start,
+                )
+            with self._port_lock():
+                self._record(trace)
+        except RunError as e:
+            return RunResult(
+                self.sc.name,
+                self.run_dir,
+                trace if trace.exists() else None,
+                error=str(e),
+                seconds=time.monotonic() - start,
+            )
+        return RunResult(
+            self.sc.name,
+            self.run_dir,
+            trace,
+            seconds=time.monotonic() - start,
+            notes=tuple(self.notes),
+        )
+
+    def _prepare(self) -> Optional[str]:
+        """Build the implementation once; check clock injection when the scenario needs it."""
+        try:
+            adapters.build(self.adapter)
+        except adapters.BuildError as e:
+            (self.run_dir / "build.log").write_text(getattr(e, "output", "") or "")
+            raise RunError(f"{e} (output in {self.run_dir / 'build.log'})") from None
+        return self._clock_check() if self.sc.needs_clock else None
+
+    def _clock_check(self) -> Optional[str]:
+        from harness import clock
+
+        targets = {t for t, _ in self.sc.clock_offsets}
+        targets |= {s.target for s in self.sc.steps if s.action == "clock_step"}
+        kinds = {"coordinator" if t == COORDINATOR else "participant" for t in targets}
+        for kind in sorted(kinds):
+            spec = self.adapter.coordinator if kind == "coordinator" else self.adapter.participant
+            runtime = clock.runtime_of(spec.cmd[0])
+            try:
+                support = clock.selftest(runtime, self.adapter.clock.fake_monotonic, _cache_dir())
+            except clock.ClockUnavailable as e:
+                return f"clock faults skipped: {e}"
+            if not support.ok:
+                return f"clock faults skipped for the {kind} ({runtime}): {support.reason}"
+        return None
+
+    @contextlib.contextmanager
+    def _port_lock(self):  # type: ignore[no-untyped-def]
+        """Serialize runs of adapters with a hard-coded coordinator port (SPEC §4)."""
+        port = self.adapter.coordinator.port
+        if not port:
+            yield
+            return
+        path = Path(tempfile.gettempdir()) / f"pams-port-{port}.lock"
+        with open(path, "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _record(self, trace: Path) -> None:
+        from harness.procs import StartError, Supervisor
+        from harness.proxy import ProxyHub
+
+        self.rec = Recorder(trace, self._header())
+        self.sup = Supervisor(self.run_id, self.rec.emit, on_exit=self._on_exit)
+        self.hub = ProxyHub(self._proxy_emit)
+        finished = False
+        try:
+            self.hub.start()
+            self._start_coordinator()
+            for p in self.sc.participants:
+                self._start_participant(p)
+            self._drive()
+            if not self.stop.is_set():
+                self.say(f"draining for {self.sc.drain:g} s")
+                self.stop.wait(self.sc.drain)
+            finished = True
+        except StartError as e:
+            raise RunError(str(e)) from None
+        finally:
+            self._teardown(finished)
+
+    def _teardown(self, finished: bool) -> None:
+        assert self.rec is not None
+        self.stop.set()
+        with contextlib.suppress(Exception):
+            self.sup.close()
+        for part in self.parts.values():
+            if part.watcher is not None:
+                with contextlib.suppress(Exception):
+                    part.watcher.close()
+        with contextlib.suppress(Exception):
+            self.hub.close()
+        if finished:
+            self.rec.finish()
+        else:
+            self.rec.abandon()
+
+    def _header(self) -> dict[str, Any]:
+        sc, a = self.sc, self.adapter
+        header: dict[str, Any] = {
+            "format": "pams-trace",
+            "version": 1,
+            "run_id": self.run_id,
+            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "td": sc.td,
+            "participants": list(sc.participants),
+            "implementation": {"name": a.name, "adapter": str(a.path) if a.path else None},
+            "scenario": sc.to_json(),
+            "seed": sc.seed,
+            "boundary": sc.boundary,
+            "deliveries": "proxy+log" if a.proxy.rewrite_ports else "log",
+            "harness": {"python": sys.version.split()[0]},
+        }
+        if sc.tolerance is not None:
+            header["tolerance"] = sc.tolerance
+        if sc.latency_bound is not None:
+            header["latency_bound"] = sc.latency_bound
+        return header
+
+    # ------------------------------------------------------------------ processes
+
+    def _values(self, **kw: Any) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "python": sys.executable,
+            "workdir": str(self.adapter.workdir),
+            "td": adapters.format_td(self.sc.td),
+            "coordinator_host": HOST,
+            "coordinator_port": self.coordinator_port,
+        }
+        values.update(kw)
+        return values
+
+    def _env(self, values: dict[str, Any], fake_clock: Any) -> dict[str, str]:
+        env = {k: adapters.render(v, values) for k, v in self.adapter.env}
+        env["PYTHONUNBUFFERED"] = env.get("PYTHONUNBUFFERED", "1")
+        if fake_clock is not None:
+            env.update(fake_clock.env())
+        return env
+
+    def _fake_clock(self, target: str, workdir: Path) -> Any:
+        offsets = dict(self.sc.clock_offsets)
+        stepped = any(s.target == target and s.action == "clock_step" for s in self.sc.steps)
+        if target not in offsets and not stepped:
+            return None
+        from harness.clock import FakeClock
+
+        clock = FakeClock(
+            workdir / "faketime.rc", offsets.get(target, 0.0), self.adapter.clock.fake_monotonic
+        )
+        return clock
+
+    def _start_coordinator(self) -> None:
+        a = self.adapter
+        workdir = self.run_dir / "coordinator"
+        workdir.mkdir(exist_ok=True)
+        port = a.coordinator.port or self.ports.pick()
+        self.coordinator_port = port
+        config = workdir / "coordinator.conf"
+        values = self._values(
+            port=port, config=str(config), config_name=config.name, port2=self.ports.pick()
+        )
+        config.write_text(a.coordinator_config(values))
+        self.coordinator_clock = self._fake_clock(COORDINATOR, workdir)
+        self.say(f"starting the coordinator on port {port}")
+        self.coordinator = self.sup.start(
+            COORDINATOR,
+            a.coordinator_argv(values),
+            workdir,
+            self._env(values, self.coordinator_clock),
+        )
+        self._clock_fault(COORDINATOR, self.coordinator_clock)
+        for line in a.preamble("coordinator", values):
+            self.coordinator.write_line(line)
+        self.sup.wait_listening(port, self.coordinator, a.timing.startup)
+
+    def _start_participant(self, p: str) -> None:
+        a = self.adapter
+        workdir = self.run_dir / f"p{p}"
+        workdir.mkdir(exist_ok=True)
+        part = _Participant(p, workdir, self.ports.pick(), port2=self.ports.pick())
+        self.parts[p] = part
+        part.proxy = self.hub.add_participant(
+            p,
+            part.proxy_port,
+            (HOST, self.coordinator_port),
+            on_complete=lambda op, p=p: self._completed(p, op),
+            port_source=self.ports.pick,
+            rewrite_ports=a.proxy.rewrite_ports,
+            on_refused=lambda op, p=p: self._refused(p, op),
+        )
+        config = workdir / "participant.conf"
+        values = self._participant_values(part)
+        config.write_text(a.participant_config(values))
+        part.clock = self._fake_clock(p, workdir)
+        from harness.logwatch import LogWatcher
+
+        part.watcher = LogWatcher(part.log, p, self.rec.emit)  # type: ignore[union-attr]
+        part.watcher.start()
+        self._spawn(part)
+        self._clock_fault(p, part.clock)
+
+    def _participant_values(self, part: _Participant, **kw: Any) -> dict[str, Any]:
+        config = part.workdir / "participant.conf"
+        return self._values(
+            id=part.pid,
+            log=str(part.log),
+            log_name=LOG_NAME,
+            config=str(config),
+            config_name=config.name,
+            coordinator_port=part.proxy_port,
+            port2=part.port2,
+            **kw,
+        )
+
+    def _spawn(self, part: _Participant) -> None:
+        values = self._participant_values(part)
+        part.child = self.sup.start(
+            part.pid,
+            self.adapter.participant_argv(values),
+            part.workdir,
+            self._env(values, part.clock),
+            on_line=lambda stream, line, p=part.pid: self._line(p, stream, line),
+        )
+        for line in self.adapter.preamble("participant", values):
+            part.child.write_line(line)
+
+    def _clock_fault(self, target: str, fake_clock: Any) -> None:
+        if fake_clock is not None:
+            offset = dict(self.sc.clock_offsets).get(target, 0.0)
+            self._emit(
+                {"type": "fault", "fault": "clock_offset", "target": target, "offset": offset}
+            )
+
+    def _on_exit(self, target: str, returncode: Optional[int]) -> None:
+        """A participant that exits is restarted before its next command (adapter permitting);
+        a coordinator that exits ends the schedule early: the trace shows what happened."""
+        if target == COORDINATOR and not self.stop.is_set():
+            self.notes.append(
+                f"the coordinator exited with code {returncode} during the run; "
+                "the schedule was stopped there"
+            )
+            self.stop.set()
+
+    # ------------------------------------------------------------------ schedule
+
+    def _drive(self) -> None:
+        by_target: dict[str, list[Step]] = {}
+        for step in self.sc.steps:
+            by_target.setdefault(step.target, []).append(step)
+        self.t0 = self.rec.now()  # type: ignore[union-attr]
+        self._emit({"type": "schedule", "event": "start", "steps": len(self.sc.steps)})
+        self.say(f"driving {len(self.sc.steps)} steps over {self.sc.duration:.1f} s")
+        workers = [
+            threading.Thread(target=self._worker, args=(t, steps), daemon=True, name=f"pams-{t}")
+            for t, steps in by_target.items()
+        ]
+        for w in workers:
+            w.start()
+        bound = self.sc.duration + len(self.sc.steps) * (self.adapter.timing.op_timeout + 2)
+        deadline = time.monotonic() + bound + 10
+        for w in workers:
+            w.join(max(0.0, deadline - time.monotonic()))
+        if any(w.is_alive() for w in workers):
+            raise RunError(f"the schedule did not finish within {bound + 10:.0f} s")
+
+    def _worker(self, target: str, steps: list[Step]) -> None:
+        for step in steps:
+            delay = self.t0 + step.at - self.rec.now()  # type: ignore[union-attr]
+            if delay > 0 and self.stop.wait(delay):
+                return
+            if self.stop.is_set():
+                return
+            self.say(f"{step.describe()}")
+            if target == COORDINATOR:
+                self._coordinator_fault(step)
+            elif step.action in ("register", "deregister", "disconnect", "reconnect", "msend"):
+                self._op(self.parts[target], step)
+            else:
+                self._participant_fault(self.parts[target], step)
+
+    # ------------------------------------------------------------------ ops
+
+    def _op(self, part: _Participant, step: Step) -> None:
+        a = self.adapter
+        self._ensure_running(part)
+        f = step.action
+        port = None
+        if f in ("register", "reconnect"):
+            port = part.port if step.port == "same" and part.port else self.ports.pick()
+        values = self._participant_values(part, port=port or "", message=step.message or "")
+        line = a.command_line(f, values)
+        pending = _Pending(next(self.op_ids), f)
+        event: dict[str, Any] = {
+            "type": "invoke",
+            "op": pending.op,
+            "participant": part.pid,
+            "f": f,
+        }
+        if port is not None:
+            event["port"] = port
+        if step.message is not None:
+            event["message"] = step.message
+        with self.lock:
+            part.pending = pending
+        self._emit(event)
+        part.proxy.arm(pending.op, f, port)
+        part.child.write_line(line)
+        if not pending.done.wait(a.timing.op_timeout):
+            part.proxy.disarm(pending.op)
+            if pending.refused:
+                self._settle(
+                    part,
+                    "fail",
+                    error="partitioned: the harness refused the participant's connection",
+                )
+            else:
+                self._settle(part, "info", reason=f"no reply within {a.timing.op_timeout:g} s")
+        if port is not None:
+            part.port = port
+        if f in ("disconnect", "deregister") and pending.outcome == "ok" and part.port:
+            part.proxy.release_delivery_ports()
+            self._probe(part)
+        if a.commands.min_gap:
+            self.stop.wait(a.commands.min_gap)
+
+    def _ensure_running(self, part: _Participant) -> None:
+        if part.child.alive() or not self.adapter.participant.restart_on_exit:
+            return
+        self._emit(
+            {
+                "type": "process",
+                "target": part.pid,
+                "event": "restart",
+                "reason": "exited before its next command",
+            }
+        )
+        part.watcher.restarted()
+        self._spawn(part)
+
+    def _completed(self, p: str, op: int) -> None:
+        """The proxy saw the coordinator answer (first reply byte or close)."""
+        part = self.parts[p]
+        pending = part.pending
+        if pending is not None and pending.op == op:
+            self._settle(part, "ok")
+
+    def _refused(self, p: str, op: int) -> None:
+        pending = self.parts[p].pending
+        if pending is not None and pending.op == op:
+            pending.refused = True
+
+    def _line(self, p: str, stream: str, line: str) -> None:
+        """A stdout line matching done_pattern completes the current op: ok if the request
+        reached the coordinator, fail (decided by the participant alone) if nothing did."""
+        if stream != "stdout" or self.done_re is None or not self.done_re.search(line):
+            return
+        part = self.parts[p]
+        pending = part.pending
+        if pending is None or pending.outcome is not None:
+            return
+        if pending.sent:
+            self._settle(part, "ok")
+        else:
+            self._settle(
+                part,
+                "fail",
+                error=f"nothing reached the coordinator; participant said: {line.strip()[:200]}",
+            )
+
+    def _settle(self, part: _Participant, outcome: str, **fields: Any) -> None:
+        with self.lock:
+            pending = part.pending
+            if pending is None or pending.outcome is not None:
+                return
+            pending.outcome = outcome
+        self._emit({"type": outcome, "op": pending.op, **fields})
+        pending.done.set()
+
+    def _proxy_emit(self, event: dict) -> float:
+        if (
+            event.get("type") == "wire"
+            and event.get("dir") == "to_coordinator"
+            and event.get("channel", "control") == "control"
+        ):
+            part = self.parts.get(str(event.get("participant")))
+            pending = part.pending if part else None
+            if pending is not None:
+                pending.sent = True
+        return self._emit(event)
+
+    def _emit(self, event: dict) -> float:
+        assert self.rec is not None
+        return self.rec.emit(event)
+
+    def _probe(self, part: _Participant) -> None:
+        """Right after a disconnect/deregister: can thread-B's port be bound again?"""
+        port = part.port
+        assert port is not None
+        deadline = time.monotonic() + PROBE_GRACE
+        error = ""
+        while True:
+            error = _bind_error(port)
+            if not error or time.monotonic() >= deadline:
+                break
+            time.sleep(0.01)
+        event: dict[str, Any] = {
+            "type": "probe",
+            "participant": part.pid,
+            "probe": "port_released",
+            "port": port,
+            "ok": not error,
+        }
+        if error:
+            event["error"] = f"{error} (still after {PROBE_GRACE:g} s)"
+        self._emit(event)
+
+    # ------------------------------------------------------------------ faults
+
+    def _participant_fault(self, part: _Participant, step: Step) -> None:
+        f = step.action
+        event: dict[str, Any] = {"type": "fault", "fault": f, "target": part.pid}
+        if f == "kill":
+            self._emit(event)
+            part.child.kill()
+            self._settle(part, "info", reason="participant killed")
+        elif f == "restart":
+            if part.child.alive():
+                part.child.kill()
+            self._emit(event)
+            part.watcher.restarted()
+            self._spawn(part)
+        elif f == "pause":
+            self._emit(event)
+            part.child.pause()
+        elif f == "resume":
+            part.child.resume()
+            self._emit(event)
+        elif f == "partition":
+            self._emit(event)
+            part.proxy.partition()
+            part.partitioned = True
+        elif f == "heal":
+            part.proxy.heal()
+            part.partitioned = False
+            self._emit(event)
+        elif f == "clock_step":
+            self._step_clock(part.clock, part.pid, step)
+
+    def _coordinator_fault(self, step: Step) -> None:
+        event: dict[str, Any] = {"type": "fault", "fault": step.action, "target": COORDINATOR}
+        if step.action == "pause":
+            self._emit(event)
+            self.coordinator.pause()
+        elif step.action == "resume":
+            self.coordinator.resume()
+            self._emit(event)
+        elif step.action == "clock_step":
+            self._step_clock(self.coordinator_clock, COORDINATOR, step)
+
+    def _step_clock(self, fake_clock: Any, target: str, step: Step) -> None:
+        assert fake_clock is not None and step.offset is not None
+        self.offsets[target] = self.offsets.get(target, 0.0) + step.offset
+        fake_clock.set_offset(self.offsets[target])
+        self._emit(
+            {"type": "fault", "fault": "clock_step", "target": target, "offset": step.offset}
+        )
+
+
+def _bind_error(port: int) -> str:
+    """'' if a server could bind `port` now (SO_REUSEADDR, as servers set), else why not."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((HOST, port))
+        except OSError as e:
+            return e.strerror or str(e)
+    return ""
+
+
+def _cache_dir() -> Path:
+    path = Path(tempfile.gettempdir()) / "pams-cache"
+    path.mkdir(exist_ok=True)
+    return path
