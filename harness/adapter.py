@@ -298,6 +298,10 @@ def _string(value: object) -> Optional[str]:
     return None if isinstance(value, str) else "must be a string"
 
 
+def _name(value: object) -> Optional[str]:
+    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
+
+
 def _command(value: object) -> Optional[str]:
     return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
 
@@ -341,7 +345,10 @@ def _port_range(value: object) -> Optional[str]:
 
 def _env(value: object) -> Optional[str]:
     ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-    return None if ok else 'must be a table of strings (e.g. env = {JAVA_HOME = "/opt/jdk"})'
+    if not ok:
+        return 'must be a table of strings (e.g. env = {JAVA_HOME = "/opt/jdk"})'
+    bad = [k for k in value if not k or "=" in k or "\0" in k]  # type: ignore[union-attr]
+    return f"{bad[0]!r} is not an environment variable name" if bad else None
 
 
 def _regex(value: object) -> Optional[str]:
@@ -365,7 +372,7 @@ class _Field:
 
 _SCHEMA: dict[str, dict[str, _Field]] = {
     "": {
-        "name": _Field(_string),
+        "name": _Field(_name),
         "workdir": _Field(_string),
         "build": _Field(_strings),
         "env": _Field(_env),
@@ -399,13 +406,20 @@ def _dotted(table: str, key: str) -> str:
     return f"{table}.{key}" if table else key
 
 
+def _home(table: str) -> str:
+    return f"[{table}]" if table else "the top level, before any [table]"
+
+
 def _unknown_key(table: str, key: str) -> str:
+    """Why `key` is not allowed in `table`, with the table it belongs in or the closest key."""
+    elsewhere = {k: t for t in _SCHEMA if t != table for k in _SCHEMA[t]}
+    if key in elsewhere:
+        return f"unknown key ({key} belongs in {_home(elsewhere[key])})"
     known = set(_SCHEMA[table]) | (set(TABLES) if not table else set())
-    homes = [t for t in _SCHEMA if t != table and key in _SCHEMA[t]]
-    if homes:
-        home = f"[{homes[0]}]" if homes[0] else "the top level, before any [table]"
-        return f"unknown key ({key} belongs in {home})"
-    return "unknown key" + _suggest(key, known, lambda k: repr(k))
+    here = _suggest(key, known, repr)
+    if here:
+        return "unknown key" + here
+    return "unknown key" + _suggest(key, elsewhere, lambda k: f"{k!r} in {_home(elsewhere[k])}")
 
 
 def _templates(key: str, value: object) -> list[tuple[str, str, str]]:
