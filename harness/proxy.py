@@ -251,9 +251,9 @@ class _Link:
     def refuse(self, by: str, reason: str) -> None:
         """The connection could not be carried: reset the initiator so it sees a failure."""
         self.closed_event(by, reason)
-        self.finish(reset=True)
         if self.channel == CONTROL:
             self.proxy.refused()
+        self.finish(reset=True)
 
     def data(self, side: _Side, data: bytes) -> None:
         if self.done:
@@ -272,22 +272,22 @@ class _Link:
         if out is not data:
             event["rewritten"] = base64.b64encode(out).decode("ascii")
         self.hub.emit(event)
+        if self.channel == CONTROL and not side.initiator:
+            self.proxy.inbound(self.conn)  # decided before the participant can see the byte
         target = self.peer(side).transport
         if target is not None:
             target.write(out)
-        if self.channel == CONTROL and not side.initiator:
-            self.proxy.inbound(self.conn)
 
     def eof(self, side: _Side) -> None:
         if self.done:
             return
         self.closed_event(self.who(side), "eof")
         self.ended.add(side.initiator)
+        if self.channel == CONTROL and not side.initiator:
+            self.proxy.inbound(self.conn)
         target = self.peer(side).transport
         if target is not None and not target.is_closing() and target.can_write_eof():
             target.write_eof()
-        if self.channel == CONTROL and not side.initiator:
-            self.proxy.inbound(self.conn)
         if len(self.ended) == 2:
             self.finish(reset=False)
 
@@ -295,9 +295,9 @@ class _Link:
         if self.done:
             return
         self.closed_event(self.who(side), _reason(exc) if exc is not None else "closed")
-        self.finish(reset=True)
         if self.channel == CONTROL and not side.initiator:
             self.proxy.inbound(self.conn)
+        self.finish(reset=True)
 
     def throttle(self, side: _Side, paused: bool) -> None:
         """`side` cannot take more bytes for now: stop (or resume) reading from its peer."""
