@@ -1,0 +1,681 @@
+"""Process supervision for one run: start programs in their own process groups, record their
+output, see a port listening without connecting to it, inject kill/pause faults, and tear down
+every process the run started, however it behaves (hangs, ignores SIGTERM, forks, floods).
+
+Threads per child: one reader per output stream, one stdin writer, one exit watcher; plus one
+monitor per supervisor that remembers every descendant ever seen. No lock is held across a
+blocking wait, so `close()` is safe after a KeyboardInterrupt anywhere in the caller.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import queue
+import re
+import select
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Callable, Optional
+
+import psutil
+
+Emit = Callable[[dict], float]
+LineCallback = Callable[[str, str], None]
+ExitCallback = Callable[[str, int], None]
+
+RUN_ID_VAR = "PAMS_RUN_ID"  # marks every process of a run (inherited by its descendants)
+MARKER_VAR = "PAMS_SUPERVISOR"  # unique per Supervisor: what teardown matches on
+MAX_LINE = 2000  # bytes per recorded line; longer runs without a newline are cut into pieces
+READ_CHUNK = 65536
+POLL = 0.01  # seconds between checks of a waited-for condition
+IO_TICK = 0.1  # seconds an I/O thread sleeps in select before re-checking its stop flag
+MONITOR_INTERVAL = 0.2  # seconds between descendant scans
+PAUSE_TIMEOUT = 2.0  # seconds pause() waits for every thread to be stopped
+KILL_WAIT = 5.0  # seconds kill() waits for the leader to be reaped
+EXIT_DRAIN = 0.5  # seconds an exit waits for the program's last output lines
+ANSI_RE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+STOPPED_STATES = frozenset("TtZX")  # stopped, traced, or already dead
+GONE_STATUSES = frozenset({psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD})
+
+
+class StartError(Exception):
+    """A program could not be started or did not come up; the message is one line."""
+
+
+class LineSplitter:
+    """Splits a byte stream at b"\\n"; a run longer than `max_len` bytes without a newline is cut
+    into `max_len`-byte pieces, so the buffer never holds more than `max_len` bytes between feeds.
+    """
+
+    def __init__(self, max_len: int = MAX_LINE) -> None:
+        self._max = max_len
+        self._buf = b""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add `data`; return the complete lines (without b"\\n") it finished, in order."""
+        buf, start, lines = self._buf + data, 0, []
+        while True:
+            end = buf.find(b"\n", start, start + self._max + 1)
+            if end >= 0:
+                lines.append(buf[start:end])
+                start = end + 1
+            elif len(buf) - start > self._max:
+                lines.append(buf[start : start + self._max])
+                start += self._max
+            else:
+                break
+        self._buf = buf[start:]
+        return lines
+
+    def flush(self) -> list[bytes]:
+        """At end of stream: the unterminated rest, if any, as a last line."""
+        rest, self._buf = self._buf, b""
+        return [rest] if rest else []
+
+
+def decode_line(raw: bytes) -> tuple[str, str]:
+    """(recorded, clean): the decoded line without its CR line ending, and the same with every
+    ANSI escape sequence and CR removed (what patterns are matched against)."""
+    text = raw.decode("utf-8", errors="replace")
+    recorded = text[:-1] if text.endswith("\r") else text
+    return recorded, ANSI_RE.sub("", text).replace("\r", "")
+
+
+def parse_listeners(table: str) -> list[tuple[int, int]]:
+    """(port, socket inode) of every LISTEN row (state 0A) of a /proc/net/tcp{,6} table."""
+    found = []
+    for row in table.splitlines()[1:]:
+        fields = row.split()
+        if len(fields) > 9 and fields[3] == "0A":
+            found.append((int(fields[1].rsplit(":", 1)[1], 16), int(fields[9])))
+    return found
+
+
+def listening_inodes(port: int) -> set[int]:
+    """Inodes of the sockets listening on TCP `port` (IPv4 or IPv6, any address) right now."""
+    inodes = set()
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(name) as table:
+            inodes.update(inode for p, inode in parse_listeners(table.read()) if p == port)
+    return inodes
+
+
+def socket_inodes(pids: Iterable[int]) -> set[int]:
+    """Inodes of the sockets held open by `pids` (those we may read; others are skipped)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                    if link.startswith("socket:["):
+                        inodes.add(int(link[8:-1]))
+    return inodes
+
+
+def thread_states(pid: int) -> list[str]:
+    """The state letter of every thread of `pid` (empty if it is gone)."""
+    states = []
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/stat") as stat:
+                states.append(stat.read().rsplit(")", 1)[1].split()[0])
+    return states
+
+
+def group_members(pgid: int) -> list[int]:
+    """Pids of the processes whose process group is `pgid`."""
+    members = []
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            if os.getpgid(pid) == pgid:
+                members.append(pid)
+    return members
+
+
+def exit_phrase(returncode: int) -> str:
+    """'exited with code 3' or 'was killed by SIGKILL', for messages."""
+    if returncode >= 0:
+        return f"exited with code {returncode}"
+    try:
+        return f"was killed by {signal.Signals(-returncode).name}"
+    except ValueError:
+        return f"was killed by signal {-returncode}"
+
+
+def is_gone(proc: psutil.Process) -> bool:
+    """True when `proc` has exited (a zombie counts as gone) or is another process now."""
+    try:
+        return not proc.is_running() or proc.status() in GONE_STATUSES
+    except psutil.Error:
+        return True
+
+
+def kill_quietly(proc: psutil.Process) -> None:
+    """SIGKILL `proc` if it is still the process we saw (psutil checks the create time)."""
+    with contextlib.suppress(psutil.Error):
+        proc.kill()
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send `sig` to process group `pgid`; a group that no longer exists is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def deadline_left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+class Child:
+    """One started program, leader of its own process group (pgid == pid), with its I/O threads.
+
+    Output lines are recorded as `output` events (the first `output_cap` per stream, then one
+    truncation note; reading goes on so the program never blocks on a full pipe). A prompt
+    written without a newline (e.g. "> ") becomes a prefix of the next line. Lines for stdin go
+    through a queue to a writer thread, so `write_line` never blocks; if the program closed its
+    stdin, one `output` note on stream "harness" says so and later lines are dropped.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        popen: subprocess.Popen,
+        fds: tuple[Optional[int], int, int],
+        emit: Emit,
+        output_cap: int,
+        on_line: Optional[LineCallback],
+        on_exit: Optional[ExitCallback],
+    ) -> None:
+        self.target = target
+        self.pid = popen.pid
+        self._popen = popen
+        self._emit = emit
+        self._cap = output_cap
+        self._on_line = on_line
+        self._on_exit = on_exit
+        self._lock = threading.Lock()  # guards the killed/returncode decision only
+        self._killed = False
+        self._returncode: Optional[int] = None
+        self._exited = threading.Event()
+        self._io_stop = threading.Event()
+        self._stdin_stop = threading.Event()
+        self._stdin: queue.Queue[Optional[bytes]] = queue.Queue()
+        self._last: dict[str, str] = {}
+        self.seen: dict[int, float] = {}  # descendant pid -> create time (filled by the monitor)
+        stdin_fd, stdout_fd, stderr_fd = fds
+        self._readers = [
+            self._thread("stdout", self._read, "stdout", stdout_fd),
+            self._thread("stderr", self._read, "stderr", stderr_fd),
+        ]
+        self._threads = [*self._readers, self._thread("exit", self._watch)]
+        self._writer = None if stdin_fd is None else self._thread("stdin", self._write, stdin_fd)
+
+    def _thread(self, name: str, func: Callable[..., None], *args: object) -> threading.Thread:
+        thread = threading.Thread(
+            target=func, args=args, name=f"pams-{self.target}-{name}", daemon=True
+        )
+        thread.start()
+        return thread
+
+    @property
+    def returncode(self) -> Optional[int]:
+        """The exit status once the program was reaped (negative: killed by that signal)."""
+        return self._returncode
+
+    def alive(self) -> bool:
+        """True until the leader process has exited and been reaped."""
+        return not self._exited.is_set()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for the leader to exit; True if it has."""
+        return self._exited.wait(timeout)
+
+    def last_output(self) -> str:
+        """The last non-blank output line (stderr preferred), without ANSI codes, or ''."""
+        return self._last.get("stderr") or self._last.get("stdout") or ""
+
+    def write_line(self, text: str) -> None:
+        """Queue `text` + newline for the program's stdin; returns at once."""
+        if self._writer is None:
+            raise RuntimeError(f"{self.target}: started without stdin")
+        self._stdin.put((text + "\n").encode("utf-8"))
+
+    def close_stdin(self) -> None:
+        """Close the program's stdin (EOF) once the lines queued so far are written."""
+        if self._writer is not None:
+            self._stdin.put(None)
+
+    def kill(self) -> None:
+        """SIGKILL the process group and this child's known descendants; wait (bounded) for
+        the leader; record `process` "kill" unless it had already exited or been killed."""
+        with self._lock:
+            report = not self._killed and not self._exited.is_set()
+            self._killed = True
+        self._kill_tree()
+        self._exited.wait(KILL_WAIT)
+        if report:
+            self._record_process("kill", returncode=self._returncode)
+
+    def pause(self) -> bool:
+        """SIGSTOP the process group, then wait (at most 2 s) until every thread of every
+        process in it is stopped; records `process` "pause"; True if all were seen stopped."""
+        signal_group(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + PAUSE_TIMEOUT
+        while not (stopped := self._group_stopped()) and time.monotonic() < deadline:
+            time.sleep(POLL)
+        self._record_process("pause", stopped=stopped)
+        return stopped
+
+    def resume(self) -> None:
+        """SIGCONT the process group; records `process` "resume"."""
+        signal_group(self.pid, signal.SIGCONT)
+        self._record_process("resume")
+
+    def descendants(self) -> list[psutil.Process]:
+        """Every live descendant: current children (recursively) and any escaped one seen."""
+        found: dict[int, psutil.Process] = {}
+        with contextlib.suppress(psutil.Error):
+            for proc in psutil.Process(self.pid).children(recursive=True):
+                found[proc.pid] = proc
+        for pid, created in list(self.seen.items()):
+            proc = _process_if_same(pid, created)
+            if proc is not None and not is_gone(proc):
+                found.setdefault(pid, proc)
+        return [proc for proc in found.values() if not is_gone(proc)]
+
+    def _group_stopped(self) -> bool:
+        return all(
+            state in STOPPED_STATES
+            for pid in group_members(self.pid)
+            for state in thread_states(pid)
+        )
+
+    def _kill_tree(self) -> None:
+        signal_group(self.pid, signal.SIGKILL)
+        for pid, created in list(self.seen.items()):
+            proc = _process_if_same(pid, created)
+            if proc is not None:
+                kill_quietly(proc)
+
+    def _record_process(self, event: str, **extra: object) -> None:
+        self._emit(
+            {"type": "process", "target": self.target, "event": event, "pid": self.pid, **extra}
+        )
+
+    def _note(self, text: str) -> None:
+        with contextlib.suppress(Exception):
+            self._emit({"type": "output", "target": self.target, "stream": "harness", "line": text})
+
+    def _read(self, stream: str, fd: int) -> None:
+        splitter, count = LineSplitter(), 0
+        try:
+            while not self._io_stop.is_set():
+                data = _read_some(fd)
+                if data is None:
+                    continue
+                lines = splitter.feed(data) if data else splitter.flush()
+                for raw in lines:
+                    count += 1
+                    self._deliver(stream, raw, count)
+                if not data:
+                    return
+        finally:
+            os.close(fd)
+
+    def _deliver(self, stream: str, raw: bytes, count: int) -> None:
+        recorded, clean = decode_line(raw)
+        if clean.strip():
+            self._last[stream] = clean.strip()
+        try:
+            if count <= self._cap:
+                self._emit(
+                    {"type": "output", "target": self.target, "stream": stream, "line": recorded}
+                )
+            elif count == self._cap + 1:
+                note = f"[pams: output truncated after {self._cap} lines]"
+                self._emit(
+                    {"type": "output", "target": self.target, "stream": stream, "line": note}
+                )
+            if self._on_line is not None:
+                self._on_line(stream, clean)
+        except Exception as exc:  # a broken callback must not stop the draining
+            self._note(f"[pams: error handling a {stream} line: {exc!r}]")
+
+    def _write(self, fd: int) -> None:
+        broken = False
+        try:
+            while not self._stdin_stop.is_set():
+                try:
+                    data = self._stdin.get(timeout=IO_TICK)
+                except queue.Empty:
+                    continue
+                if data is None:
+                    return
+                if not broken and not self._write_all(fd, data):
+                    broken = True
+                    self._note("[pams: the program closed its stdin; later input is dropped]")
+        finally:
+            os.close(fd)
+
+    def _write_all(self, fd: int, data: bytes) -> bool:
+        """Write `data` to the non-blocking `fd` unless stopped; False if the pipe is closed."""
+        view = memoryview(data)
+        while view and not self._stdin_stop.is_set():
+            try:
+                view = view[os.write(fd, view) :]
+            except BlockingIOError:
+                select.select([], [fd], [], IO_TICK)
+            except OSError:
+                return False
+        return True
+
+    def _watch(self) -> None:
+        returncode = self._popen.wait()
+        self.drain(EXIT_DRAIN)  # its last lines come before its exit (unless a descendant holds on)
+        with self._lock:
+            self._returncode = returncode
+            report = not self._killed
+            self._exited.set()
+        if report:
+            with contextlib.suppress(Exception):
+                self._record_process("exit", returncode=returncode)
+            if self._on_exit is not None:
+                self._on_exit(self.target, returncode)
+
+    # Teardown steps, driven by Supervisor.close().
+
+    def begin_teardown(self) -> bool:
+        """Mark the child as killed by the harness; True if it was running and not yet killed."""
+        with self._lock:
+            report = not self._killed and not self._exited.is_set()
+            self._killed = True
+        self._stdin_stop.set()
+        return report
+
+    def drain(self, timeout: float) -> None:
+        """Wait up to `timeout` s for both output streams to reach their end."""
+        deadline = time.monotonic() + timeout
+        for thread in self._readers:
+            thread.join(deadline_left(deadline))
+
+    def finish_io(self, deadline: float) -> None:
+        """Let the readers reach end of stream until `deadline`, then stop and join all threads."""
+        self.drain(deadline_left(deadline))
+        self._io_stop.set()
+        for thread in [*self._threads, *([self._writer] if self._writer else [])]:
+            thread.join(IO_TICK * 3)
+
+    def record_teardown(self) -> None:
+        with contextlib.suppress(Exception):
+            self._record_process("kill", returncode=self._returncode, reason="teardown")
+
+
+def _read_some(fd: int) -> Optional[bytes]:
+    """Up to READ_CHUNK bytes from non-blocking `fd`; b"" at end of stream; None if none yet."""
+    readable, _, _ = select.select([fd], [], [], IO_TICK)
+    if not readable:
+        return None
+    try:
+        return os.read(fd, READ_CHUNK)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            return b""
+        raise
+
+
+def _process_if_same(pid: int, created: float) -> Optional[psutil.Process]:
+    """The process `pid` if it is still the one created at `created`, else None."""
+    try:
+        proc = psutil.Process(pid)
+        return proc if proc.create_time() == created else None
+    except psutil.Error:
+        return None
+
+
+def _pipe(nonblocking_end: int) -> tuple[int, int]:
+    """A pipe (read, write); our end (index `nonblocking_end`) is made non-blocking."""
+    ends = os.pipe()
+    os.set_blocking(ends[nonblocking_end], False)
+    return ends
+
+
+class Supervisor:
+    """Owns every process of one run: starts them, records `process`/`output` events through
+    `emit`, and on `close()` kills all of them and everything they started (escaped, re-parented
+    or setsid()ed descendants included), within `grace` + 3 s.
+
+    Escaped descendants are found by the environment marker every child inherits (PAMS_RUN_ID =
+    run_id, and PAMS_SUPERVISOR = a per-supervisor nonce that teardown matches on, so two runs
+    with the same id never kill each other's processes) and by a monitor thread that remembers
+    every descendant ever seen as (pid, create time) every 200 ms.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        emit: Emit,
+        output_cap: int = 2000,
+        on_exit: Optional[ExitCallback] = None,
+    ) -> None:
+        self.run_id = run_id
+        self.marker = uuid.uuid4().hex
+        self._emit = emit
+        self._cap = output_cap
+        self._on_exit = on_exit
+        self._children: list[Child] = []
+        self._closing = False
+        self._closed = False
+        self._stop = threading.Event()
+        self._monitor: Optional[threading.Thread] = None
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def children(self) -> list[Child]:
+        """Every child started so far, in start order (restarts included)."""
+        return list(self._children)
+
+    def start(
+        self,
+        target: str,
+        argv: list[str],
+        cwd: Path,
+        env: Mapping[str, str],
+        stdin: bool = True,
+        on_line: Optional[LineCallback] = None,
+    ) -> Child:
+        """Start `argv` in `cwd` as its own process group, stdout/stderr recorded line by line;
+        `on_line(stream, line)` sees every line (ANSI-free). Raises StartError (one line)."""
+        if self._closing:
+            raise StartError(f"{target}: cannot start: the run is being torn down")
+        if not argv:
+            raise StartError(f"{target}: cannot start: empty command")
+        full_env = {**os.environ, **env, RUN_ID_VAR: self.run_id, MARKER_VAR: self.marker}
+        popen, fds = _spawn(target, argv, cwd, full_env, stdin)
+        self._emit({"type": "process", "target": target, "event": "start", "pid": popen.pid})
+        child = Child(target, popen, fds, self._emit, self._cap, on_line, self._on_exit)
+        self._children.append(child)
+        if self._monitor is None:
+            self._monitor = threading.Thread(
+                target=self._watch_tree, name="pams-monitor", daemon=True
+            )
+            self._monitor.start()
+        return child
+
+    def wait_listening(
+        self, port: int, child: Child, timeout: float, require_owner: bool = False
+    ) -> None:
+        """Return once a socket is in LISTEN state on TCP `port` (read from /proc/net/tcp{,6},
+        never by connecting); StartError if `child` exits first or `timeout` s pass.
+
+        By default any listener counts (ports are freshly picked for each run); with
+        `require_owner` the socket must be held by `child` or one of its descendants."""
+        deadline = time.monotonic() + timeout
+        while True:
+            inodes = listening_inodes(port)
+            if inodes and (not require_owner or inodes & self._tree_sockets(child)):
+                return
+            if not child.alive():
+                child.drain(EXIT_DRAIN)
+                raise StartError(
+                    f"{child.target} {exit_phrase(child.returncode or 0)} before listening on"
+                    f" port {port}{_last_output(child)}"
+                )
+            if time.monotonic() > deadline:
+                raise StartError(
+                    f"{child.target} did not listen on port {port} within {timeout:.1f} s"
+                    f"{_last_output(child)}"
+                )
+            time.sleep(POLL)
+
+    def close(self, grace: float = 0.5) -> None:
+        """Kill everything this run started: close stdins, SIGTERM (+SIGCONT) every group, wait
+        up to `grace` s, SIGKILL every group, every descendant ever seen and every process
+        carrying our marker; reap; join threads. Bounded, idempotent, re-entrant."""
+        if self._closed:
+            return
+        self._closing = True
+        self._stop.set()
+        if self._monitor is not None:
+            self._monitor.join(1.0)
+        children = list(self._children)
+        reported = [child for child in children if child.begin_teardown()]
+        self._scan_tree(children)
+        for child in children:
+            signal_group(child.pid, signal.SIGTERM)
+            signal_group(child.pid, signal.SIGCONT)
+        grace_end = time.monotonic() + grace
+        for child in children:
+            child.wait(deadline_left(grace_end))
+        self._scan_tree(children)
+        for child in children:
+            signal_group(child.pid, signal.SIGKILL)
+        self._kill_escaped(children, time.monotonic() + 1.5)
+        reap_end = time.monotonic() + 0.5
+        for child in children:
+            child.wait(deadline_left(reap_end))
+        io_end = time.monotonic() + 0.5
+        for child in children:
+            child.finish_io(io_end)
+        for child in reported:
+            child.record_teardown()
+        self._closed = True
+
+    def leftovers(self) -> list[psutil.Process]:
+        """Live processes (zombies excluded) that carry this supervisor's marker."""
+        return [proc for proc in self._marked() if not is_gone(proc)]
+
+    def _watch_tree(self) -> None:
+        while not self._stop.wait(MONITOR_INTERVAL):
+            with contextlib.suppress(Exception):
+                self._scan_tree(list(self._children))
+
+    def _scan_tree(self, children: list[Child]) -> None:
+        """Remember (pid, create time) of every current descendant of each child, including
+        descendants of descendants seen earlier that have since been re-parented."""
+        kids: dict[int, list[psutil.Process]] = {}
+        for proc in psutil.process_iter(["ppid"]):
+            kids.setdefault(proc.info["ppid"], []).append(proc)
+        for child in children:
+            todo = [child.pid, *child.seen]
+            while todo:
+                for proc in kids.get(todo.pop(), []):
+                    if proc.pid not in child.seen:
+                        with contextlib.suppress(psutil.Error):
+                            child.seen[proc.pid] = proc.create_time()
+                            todo.append(proc.pid)
+
+    def _marked(self) -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter():
+            if proc.pid == os.getpid():
+                continue
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(MARKER_VAR) == self.marker:
+                    found.append(proc)
+        return found
+
+    def _kill_escaped(self, children: list[Child], deadline: float) -> None:
+        """SIGKILL known descendants and marked processes until none is left or `deadline`."""
+        while True:
+            victims = [proc for proc in self._marked() if not is_gone(proc)]
+            for child in children:
+                for pid, created in list(child.seen.items()):
+                    proc = _process_if_same(pid, created)
+                    if proc is not None and not is_gone(proc):
+                        victims.append(proc)
+            if not victims or time.monotonic() > deadline:
+                return
+            for proc in victims:
+                kill_quietly(proc)
+            end = min(deadline, time.monotonic() + 0.2)
+            while not all(is_gone(proc) for proc in victims) and time.monotonic() < end:
+                time.sleep(POLL)
+
+    @staticmethod
+    def _tree_sockets(child: Child) -> set[int]:
+        return socket_inodes([child.pid, *(proc.pid for proc in child.descendants())])
+
+
+def _last_output(child: Child) -> str:
+    last = child.last_output()
+    return f"; last output: {last}" if last else "; no output"
+
+
+def _spawn(
+    target: str, argv: list[str], cwd: Path, env: Mapping[str, str], stdin: bool
+) -> tuple[subprocess.Popen, tuple[Optional[int], int, int]]:
+    """Popen `argv` in a new session with our own pipes; returns it and our pipe ends."""
+    ours: list[int] = []  # our ends, closed here only if the start fails
+    theirs: list[int] = []  # the child's ends, always closed here once Popen has dup'ed them
+    try:
+        stdin_w: Optional[int] = None
+        stdin_r = subprocess.DEVNULL
+        if stdin:
+            stdin_r, stdin_w = _pipe(1)
+            ours.append(stdin_w)
+            theirs.append(stdin_r)
+        out_r, out_w = _pipe(0)
+        ours.append(out_r)
+        theirs.append(out_w)
+        err_r, err_w = _pipe(0)
+        ours.append(err_r)
+        theirs.append(err_w)
+        popen = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=stdin_r,
+            stdout=out_w,
+            stderr=err_w,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        for fd in ours:
+            os.close(fd)
+        raise StartError(_start_failure(target, argv, cwd, exc)) from None
+    finally:
+        for fd in theirs:
+            os.close(fd)
+    return popen, (stdin_w, out_r, err_r)
+
+
+def _start_failure(target: str, argv: list[str], cwd: Path, exc: OSError) -> str:
+    reason = exc.strerror or str(exc)
+    if exc.filename is not None and str(exc.filename) == str(cwd) and str(cwd) != argv[0]:
+        return f"{target}: cannot start '{argv[0]}': working directory {cwd}: {reason}"
+    return f"{target}: cannot start '{argv[0]}': {reason}"
