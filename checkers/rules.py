@@ -14,6 +14,19 @@ Interpretation (documented in the README too):
   certainly over before s0.
 - Deliveries before s0 (and of unknown or failed tokens) are phantoms and are left out of
   the other rules, so one fault is not reported twice.
+
+Injected faults (`checkers.faults`):
+- A kill of p at k is a disconnect that certainly took effect at k (window [k, k]); messages
+  sent after it are owed at p's next reconnect with the usual td rules. A message that may
+  have been in flight at the kill (p online at m and k <= its delivery deadline s1 + L; or
+  owed at a reconnect completed less than L before the kill) is exempt from no-miss, whatever
+  happens later; the summary notes each such exemption. no-duplicate still applies; a kill
+  also excuses a late first delivery (immediacy) like a disconnect does.
+- A pause of p or of the coordinator that meets [s0, s1 + L] moves the deadline to the
+  pause's resume + L (repeatedly), for immediacy, no-miss and every in-flight exemption; the
+  violation text names the pause. Pauses of other participants change nothing for p.
+- Every other fault changes no rule (harness times; partitions show as failed or timed-out
+  ops).
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from checkers.faults import Pause, extend_deadline, fault_model, merge_ops
 from checkers.timeline import OFFLINE, ONLINE, OUT, Timeline
 from checkers.trace import Op, Trace
 from checkers.verdict import RULES, Violation, fmt_t
@@ -88,7 +102,13 @@ class _Judge:
         receivers = (d.participant for d in trace.deliveries)
         self.names = list(dict.fromkeys([*trace.participants, *by_participant, *receivers]))
         names = self.names
-        self.timelines = {p: Timeline(p, by_participant.get(p, [])) for p in names}
+        self.faults = fault_model(trace.faults, params.horizon)
+        kills = self.faults.kills
+        self.timelines = {
+            p: Timeline(p, merge_ops(by_participant.get(p, []), kills.get(p, ()))) for p in names
+        }
+        self.pauses = {p: self.faults.pauses_for(p) for p in names}
+        self.exempt: dict[Op, list[str]] = {}  # kill -> tokens it excused from no-miss
         self.sends = {op.message: op for op in trace.ops if op.f == "msend"}
         self.messages = [
             self._message(op) for op in trace.ops if op.f == "msend" and op.outcome != "fail"
@@ -166,6 +186,31 @@ class _Judge:
         """Start of a why: who, in which state(s), at which message and window."""
         return f"p{p} {_state_word(states)} at {m.token} (sent [{fmt_t(m.s0)}, {fmt_t(m.s1)}])"
 
+    @staticmethod
+    def killed(tl: Timeline, s0: float) -> str:
+        """The suffix " (killed at k)" when a kill left p offline at s0, else ""."""
+        k = tl.killed_before(s0)
+        return "" if k is None else f" (killed at {fmt_t(k.t0)})"
+
+    def deadline(self, p: str, start: float, base: float) -> tuple[float, tuple[Pause, ...]]:
+        """Delivery deadline `base` (s1 + L or r1 + L) moved past the pauses of p or of the
+        coordinator that meet [start, deadline]; and those pauses."""
+        pauses = self.pauses.get(p)
+        if not pauses:
+            return base, ()
+        return extend_deadline(pauses, start, base, self.p.latency)
+
+    @staticmethod
+    def by(label: str, deadline: float, used: tuple[Pause, ...]) -> str:
+        """The text "label = deadline", or the extended deadline and the pauses that moved it."""
+        if not used:
+            return f"{label} = {fmt_t(deadline)}"
+        pauses = ", ".join(x.describe() for x in used)
+        return f"{fmt_t(deadline)} ({label} extended to resume + L: {pauses})"
+
+    def exempted(self, kill: Op, m: Message) -> None:
+        self.exempt.setdefault(kill, []).append(m.token)
+
     def no_miss(self, m: Message, p: str, tl: Timeline, states: frozenset) -> None:
         reasons = []
         for state in sorted(states):
@@ -185,17 +230,22 @@ class _Judge:
             e = self.owing_reconnect(m, tl, tl.period_end(m.s0))
             if e is None or e.t1 is None:
                 return None
+            k = tl.killed_before(m.s0)
+            since = "" if k is None else f"offline since killed at {fmt_t(k.t0)}; "
             return (
-                f"reconnected [{fmt_t(e.t0)}, {fmt_t(e.t1)}]: {fmt_t(e.t1)} - {fmt_t(m.s0)} = "
-                f"{e.t1 - m.s0:.3f} <= td {self.p.td} - tol {self.p.tol}"
+                f"{since}reconnected [{fmt_t(e.t0)}, {fmt_t(e.t1)}]: {fmt_t(e.t1)} - "
+                f"{fmt_t(m.s0)} = {e.t1 - m.s0:.3f} <= td {self.p.td} - tol {self.p.tol}"
             )
-        deadline = m.s1 + lat
+        deadline, used = self.deadline(tl.participant, m.s0, m.s1 + lat)
         x = tl.first_exit(m.s0)
         if x is None or x.t0 > deadline:
             if self.p.horizon < deadline:
                 return None
-            return f"no disconnect/deregister invoked by s1 + L = {fmt_t(deadline)}"
+            return f"no disconnect/deregister invoked by {self.by('s1 + L', deadline, used)}"
         if x.f == "deregister":
+            return None
+        if x.f == "kill":
+            self.exempted(x, m)
             return None
         e = self.owing_reconnect(m, tl, tl.next_ender(x.t0))
         if e is None or e.t1 is None:
@@ -215,9 +265,13 @@ class _Judge:
             if e.t1 > limit:
                 return None
             x = tl.next_exit(e.t0)
-            if x is None or x.t0 > e.t1 + self.p.latency:
-                return e if self.p.horizon >= e.t1 + self.p.latency else None
+            deadline, _ = self.deadline(tl.participant, e.t0, e.t1 + self.p.latency)
+            if x is None or x.t0 > deadline:
+                return e if self.p.horizon >= deadline else None
             if x.f == "deregister":
+                return None
+            if x.f == "kill":
+                self.exempted(x, m)
                 return None
             e = tl.next_ender(x.t0)
         return None
@@ -256,8 +310,8 @@ class _Judge:
         end_t0 = e.t0 if e is not None else float("inf")
         early = [t for t in got if t < end_t0]
         if early:
+            head = self.head(m, p, states) + self.killed(tl, m.s0)
             ended = f"{e.f} invoked {fmt_t(e.t0)}" if e is not None else "no reconnect"
-            head = self.head(m, p, states)
             why = f"{head}: delivered at {_ts(early)} before the offline period ended ({ended})"
             self.add("no-offline-delivery", p, m, m.token, early, why, early[0])
             self.flagged.update((p, m.token, t) for t in early)
@@ -266,8 +320,9 @@ class _Judge:
         late = [t for t in got if t >= e.t0]
         gap = e.t0 - m.s1
         if late and gap > td + tol:
+            head = self.head(m, p, states) + self.killed(tl, m.s0)
             why = (
-                f"{self.head(m, p, states)}: reconnect invoked {fmt_t(e.t0)}: "
+                f"{head}: reconnect invoked {fmt_t(e.t0)}: "
                 f"{fmt_t(e.t0)} - {fmt_t(m.s1)} = "
                 f"{gap:.3f} > td {td} + tol {tol}, yet delivered at {_ts(late)}"
             )
@@ -280,13 +335,18 @@ class _Judge:
         first = got[0]
         if not m.owed or first - m.s1 <= lat:
             return
-        x = tl.first_exit(m.s0)
-        if x is not None and x.t0 <= m.s1 + lat:
+        deadline, used = self.deadline(p, m.s0, m.s1 + lat)
+        if used and first <= deadline:
             return
+        x = tl.first_exit(m.s0)
+        if x is not None and x.t0 <= deadline:
+            return
+        late = f"{fmt_t(first)} - {fmt_t(m.s1)} = {first - m.s1:.3f} > L {lat}"
+        if used:
+            late += f", and after the deadline {self.by('s1 + L', deadline, used)}"
         why = (
-            f"{self.head(m, p, states)}: first delivery {fmt_t(first)} - {fmt_t(m.s1)} = "
-            f"{first - m.s1:.3f} > "
-            f"L {lat}, no disconnect/deregister invoked by {fmt_t(m.s1 + lat)}"
+            f"{self.head(m, p, states)}: first delivery {late}, "
+            f"no disconnect/deregister invoked by {fmt_t(deadline)}"
         )
         self.add("immediacy", p, m, m.token, [first], why, first)
 
@@ -308,9 +368,9 @@ class _Judge:
             tl = self.timelines[p]
             d = tl.last_disconnect(times[0] - tol)
             e = tl.next_ender(times[0])
+            done = "killed at" if d is not None and d.f == "kill" else "disconnect completed"
             since = (
-                f"disconnect completed {fmt_t(d.t1)} + tol {tol} = {fmt_t(d.t1 + tol)} "
-                f"< {fmt_t(times[0])}"
+                f"{done} {fmt_t(d.t1)} + tol {tol} = {fmt_t(d.t1 + tol)} < {fmt_t(times[0])}"
                 if d is not None and d.t1 is not None
                 else "offline"
             )
@@ -380,6 +440,31 @@ class _Judge:
         if self.trace.log_resets:
             notes.append(
                 f"{self.trace.log_resets} log reset(s): later tokens count as new deliveries"
+            )
+        return tuple(notes) + self.fault_notes()
+
+    def fault_notes(self) -> tuple[str, ...]:
+        """What the kills and pauses changed (nothing when the trace has none)."""
+        notes = []
+        for p, kills in self.faults.kills.items():
+            for kill in kills:
+                line = f"p{p} killed at {fmt_t(kill.t0)}: a disconnect at that instant"
+                tokens = self.exempt.get(kill, [])
+                if tokens:
+                    shown = ", ".join(tokens[:5]) + (", ..." if len(tokens) > 5 else "")
+                    line += (
+                        f"; {len(tokens)} message(s) possibly in flight when it died were "
+                        f"never delivered, exempt from no-miss: {shown}"
+                    )
+                notes.append(line)
+        for t in self.faults.coordinator_kills:
+            notes.append(f"coordinator killed at {fmt_t(t)}: not modelled, judged as if not")
+        pauses = [x for group in self.faults.pauses.values() for x in group]
+        if pauses:
+            listed = ", ".join(x.describe() for x in sorted(pauses, key=lambda x: x.t0))
+            notes.append(
+                f"{listed}: delivery deadlines of that participant (of everyone, for the "
+                "coordinator) meeting a pause run to its resume + L"
             )
         return tuple(notes)
 

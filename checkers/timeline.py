@@ -8,6 +8,11 @@ ok op overlapping the query window, and any info/pending op invoked before the w
 end, may or may not have taken effect, at any point (they "float"). Two ok ops whose windows
 overlap each other may have taken effect in either order. The result over-approximates the
 possible states, so that rules built on it never fire on a behaviour some state allows.
+
+Faults: a harness `kill` of the participant at time k enters the walk as a synthetic op
+`kill` with window [k, k] that certainly took effect at k: online→offline (the coordinator
+can no longer reach it), no change otherwise. It counts as an exit (like disconnect) for the
+window queries; a later `reconnect` brings the participant back online as usual.
 """
 
 from __future__ import annotations
@@ -30,10 +35,11 @@ _TRANSITIONS = {
     "disconnect": {ONLINE: OFFLINE},
     "reconnect": {OFFLINE: ONLINE},
     "deregister": {ONLINE: OUT, OFFLINE: OUT},
+    "kill": {ONLINE: OFFLINE},
 }
 MEMBERSHIP = frozenset(_TRANSITIONS)
 ENDERS = frozenset(("reconnect", "deregister"))
-EXITS = frozenset(("disconnect", "deregister"))
+EXITS = frozenset(("disconnect", "deregister", "kill"))
 START: States = frozenset((OUT,))
 
 
@@ -114,8 +120,9 @@ class Timeline:
         self.exits = [op for op in self.ops if op.f in EXITS and op.outcome != "fail"]
         self.exit_prefmax = _prefmax(self.exits)
         self.exit_t0s = [op.t0 for op in self.exits]
-        self.disconnects = [op for op in self.ops if op.f == "disconnect" and op.ok]
+        self.disconnects = [op for op in self.ops if op.f in ("disconnect", "kill") and op.ok]
         self.disconnect_t0s = [op.t0 for op in self.disconnects]
+        self.kills = [op for op in self.ops if op.f == "kill"]
 
     def states(self, s0: float, s1: float) -> tuple[States, bool]:
         """(possible states at some instant of [s0, s1], whether any op window overlaps it)."""
@@ -165,11 +172,24 @@ class Timeline:
         return self.exits[i] if i < len(self.exits) else None
 
     def last_disconnect(self, before: float) -> Optional[Op]:
-        """Last ok disconnect completed before time `before`."""
+        """Last ok disconnect (or kill) completed before time `before`."""
         i = bisect_left(self.disconnect_t0s, before)
         for op in reversed(self.disconnects[:i]):
             if op.t1 is not None and op.t1 < before:
                 return op
+        return None
+
+    def killed_before(self, t: float) -> Optional[Op]:
+        """The kill that took p from online to offline most recently before time `t`, when
+        no op but kills was invoked between it and `t`; else None."""
+        kill = None
+        for i in range(bisect_left(self.t0s, t) - 1, -1, -1):
+            op = self.ops[i]
+            if op.outcome == "fail":
+                continue
+            if op.f != "kill":
+                return kill if op.f in ("register", "reconnect") else None
+            kill = op
         return None
 
 

@@ -1,7 +1,10 @@
 """Streaming reader and validator for trace format v1 (SPEC §5).
 
 It reads one line at a time, rejects malformed input with a `TraceError` naming the file,
-line and reason, and keeps only what the rules need (ops, deliveries, port probes).
+line and reason, and keeps only what the rules need (ops, deliveries, port probes, faults).
+A `fault` event needs a string `fault` and a `target` (a participant id or "coordinator");
+one whose target is neither "coordinator" nor named in the header's non-empty
+`participants` list is ignored, like any unknown data (SPEC §5).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, NamedTuple, Optional, Union
 
 FUNCTIONS = ("register", "deregister", "disconnect", "reconnect", "msend")
 COMPLETIONS = ("ok", "fail", "info")
+COORDINATOR = "coordinator"
 DEFAULT_TOLERANCE = 1.0
 DEFAULT_LATENCY_BOUND = 1.0
 
@@ -79,6 +83,18 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Fault:
+    """A fault the harness injected at harness time t (`fault` as recorded, e.g. "kill",
+    "pause"; `target` a participant id or "coordinator")."""
+
+    __slots__ = ("t", "fault", "target", "line")
+    t: float
+    fault: str
+    target: str
+    line: int
+
+
+@dataclass(frozen=True)
 class Trace:
     """Everything the rules need from one trace. `end` is None for a truncated trace;
     `last_t` is the time of its last event either way."""
@@ -97,6 +113,7 @@ class Trace:
     last_t: float
     events: int
     log_resets: int
+    faults: tuple[Fault, ...] = ()
 
     @property
     def truncated(self) -> bool:
@@ -159,6 +176,8 @@ class _Reader:
         self.tokens: dict[str, Any] = {}
         self.deliveries: list[Delivery] = []
         self.probes: list[Probe] = []
+        self.faults: list[Fault] = []
+        self.targets: frozenset[str] = frozenset()
         self.last_t = 0.0
         self.end: Optional[float] = None
         self.events = 0
@@ -197,6 +216,7 @@ class _Reader:
             self.error("header field participants: must be a list of participant ids")
         _param(obj, "tolerance", self.error)
         _param(obj, "latency_bound", self.error)
+        self.targets = frozenset(_ident(p) or "" for p in participants)
         self.header = obj
 
     def take_event(self, obj: dict) -> None:
@@ -281,6 +301,19 @@ class _Reader:
         participant = _ident(obj.get("participant")) or "?"
         self.probes.append(Probe(t, participant, obj.get("port"), ok, self.line))
 
+    def on_fault(self, obj: dict, t: float) -> None:
+        fault = obj.get("fault")
+        if not isinstance(fault, str) or not fault:
+            self.error("fault event without fault (the fault's name)")
+        if "target" not in obj:
+            self.error(f"{fault} fault event without target")
+        target = _ident(obj.get("target"))
+        if target is None:
+            self.error(f"{fault} fault event: target must be a participant id or {COORDINATOR!r}")
+        if target != COORDINATOR and self.targets and target not in self.targets:
+            return  # not a participant of this run: unknown data, ignored
+        self.faults.append(Fault(t, sys.intern(fault), target, self.line))
+
     def on_log_reset(self, obj: dict, t: float) -> None:
         self.log_resets += 1
 
@@ -312,6 +345,7 @@ class _Reader:
             last_t=self.last_t,
             events=self.events,
             log_resets=self.log_resets,
+            faults=tuple(self.faults),
         )
 
 
@@ -323,6 +357,7 @@ _HANDLERS = {
     "deliver": _Reader.on_deliver,
     "probe": _Reader.on_probe,
     "log_reset": _Reader.on_log_reset,
+    "fault": _Reader.on_fault,
     "end": _Reader.on_end,
 }
 
