@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -713,3 +714,80 @@ def test_other_example_adapters_load(name: str) -> None:
 def test_python_example_reads_its_config_name_from_stdin() -> None:
     adapter = load_adapter(str(EXAMPLES / "python-adapter.toml"))
     assert adapter.participant.stdin_preamble == ("{config_name}",)
+
+
+# --- the documentation stays in step with the code --------------------------------------------
+DOC = REPO / "docs" / "adapters.md"
+DOC_COLUMNS = (
+    ("build", "env"),
+    ("coordinator.cmd", "coordinator.config", "coordinator.stdin_preamble"),
+    ("participant.cmd", "participant.config", "participant.stdin_preamble"),
+    ("commands.register", "commands.reconnect"),
+    ("commands.msend",),
+    ("commands.deregister", "commands.disconnect"),
+)
+
+
+def test_documented_placeholder_table_matches_the_code() -> None:
+    rows = [line for line in DOC.read_text().splitlines() if line.startswith("| `{")]
+    documented: dict[str, set[str]] = {field: set() for group in DOC_COLUMNS for field in group}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        name = cells[0].strip("`{}")
+        for group, cell in zip(DOC_COLUMNS, cells[2:]):
+            for field in group if cell == "✓" else ():
+                documented[field].add(name)
+    assert len(rows) == len(set().union(*PLACEHOLDERS.values()))
+    assert documented == {field: set(names) for field, names in PLACEHOLDERS.items()}
+
+
+@pytest.mark.parametrize("name", ["java-adapter.toml", "c-adapter.toml", "python-adapter.toml"])
+def test_documented_examples_are_the_example_files(name: str) -> None:
+    text = DOC.read_text()
+    heading = f"`docs/examples/{name}`:\n\n```toml\n"
+    assert heading in text
+    block = text.split(heading, 1)[1].split("```\n", 1)[0]
+    assert block == (EXAMPLES / name).read_text()
+
+
+JAVA_STUB = """\
+import java.nio.file.*;
+
+public class {cls} {{
+    public static void main(String[] args) throws Exception {{
+        String config = new String(Files.readAllBytes(Paths.get(args[0])));
+        System.out.println("{cls} " + args.length + " " + config.trim().replace("\\n", "|"));
+    }}
+}}
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.skipif(not shutil.which("javac") or not shutil.which("java"), reason="no JDK")
+def test_java_example_builds_and_starts_a_real_java_program(tmp_path: Path) -> None:
+    src = tmp_path / "alice"
+    src.mkdir()
+    shutil.copy(EXAMPLES / "java-adapter.toml", src / "pams.toml")
+    for cls in ("Coordinator", "Participant"):
+        (src / f"{cls}.java").write_text(JAVA_STUB.format(cls=cls))
+    adapter = load_adapter(str(src))
+    build(adapter, timeout=80)
+    assert (src / "build" / "Participant.class").is_file()
+    run = tmp_path / "run" / "p1"
+    run.mkdir(parents=True)
+    values = {
+        "id": "1", "td": 2.0, "coordinator_host": "127.0.0.1", "coordinator_port": 4100,
+        "config": str(run / "p1.conf"), "config_name": "p1.conf",
+        "log": str(run / "p1.log"), "log_name": "p1.log",
+    }  # fmt: skip
+    (run / "p1.conf").write_text(adapter.participant_config(values))
+    result = subprocess.run(
+        adapter.participant_argv(values),
+        cwd=run,
+        env={**os.environ, **adapter.env_dict()},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "Participant 1 1|p1.log|127.0.0.1:4100\n"
