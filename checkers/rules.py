@@ -463,8 +463,8 @@ class _Judge:
         if pauses:
             listed = ", ".join(x.describe() for x in sorted(pauses, key=lambda x: x.t0))
             notes.append(
-                f"{listed}: delivery deadlines of that participant (of everyone, for the "
-                "coordinator) meeting a pause run to its resume + L"
+                f"{listed}: a delivery deadline that meets a pause of its receiver (of "
+                "anyone, for the coordinator) runs to the resume + L"
             )
         return tuple(notes)
 
