@@ -185,7 +185,9 @@ class Adapter:
 
     def preamble(self, kind: str, values: Mapping[str, object]) -> list[str]:
         """Lines written to the stdin of a `kind` process ("coordinator"/"participant") at start."""
-        spec = {"coordinator": self.coordinator, "participant": self.participant}[kind]
+        if kind not in PROCESS_KINDS:
+            raise ValueError(f"unknown process kind {kind!r}; expected one of {PROCESS_KINDS}")
+        spec = self.coordinator if kind == "coordinator" else self.participant
         return self._argv(f"{kind}.stdin_preamble", spec.stdin_preamble, values)
 
     def command_line(self, f: str, values: Mapping[str, object]) -> str:
@@ -298,11 +300,7 @@ def _string(value: object) -> Optional[str]:
     return None if isinstance(value, str) else "must be a string"
 
 
-def _name(value: object) -> Optional[str]:
-    return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
-
-
-def _command(value: object) -> Optional[str]:
+def _non_empty(value: object) -> Optional[str]:
     return None if isinstance(value, str) and value.strip() else "must be a non-empty string"
 
 
@@ -322,7 +320,8 @@ def _bool(value: object) -> Optional[str]:
 
 
 def _positive(value: object) -> Optional[str]:
-    return None if _is_number(value) and value > 0 else "must be a positive number of seconds"  # type: ignore[operator]
+    ok = _is_number(value) and value > 0  # type: ignore[operator]
+    return None if ok else "must be a positive number of seconds"
 
 
 def _non_negative(value: object) -> Optional[str]:
@@ -372,7 +371,7 @@ class _Field:
 
 _SCHEMA: dict[str, dict[str, _Field]] = {
     "": {
-        "name": _Field(_name),
+        "name": _Field(_non_empty),
         "workdir": _Field(_string),
         "build": _Field(_strings),
         "env": _Field(_env),
@@ -391,7 +390,7 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "restart_on_exit": _Field(_bool),
     },
     "commands": {
-        **{f: _Field(_command) for f in COMMANDS},
+        **{f: _Field(_non_empty) for f in COMMANDS},
         "done_pattern": _Field(_regex),
         "min_gap": _Field(_non_negative),
     },
@@ -422,44 +421,48 @@ def _unknown_key(table: str, key: str) -> str:
     return "unknown key" + _suggest(key, elsewhere, lambda k: f"{k!r} in {_home(elsewhere[k])}")
 
 
-def _templates(key: str, value: object) -> list[tuple[str, str, str]]:
-    """(field, shown key, template) for each templated string under `key`."""
+def _templates(key: str, value: object) -> list[tuple[str, str]]:
+    """(shown key, template) for each templated string under `key` (none if not templated)."""
     if key not in PLACEHOLDERS:
         return []
     if isinstance(value, dict):
-        return [(key, f"{key}.{k}", v) for k, v in value.items()]
+        return [(f"{key}.{k}", v) for k, v in value.items()]
     if isinstance(value, list):
-        return [(key, f"{key}[{i}]", v) for i, v in enumerate(value)]
-    return [(key, key, value)]  # type: ignore[list-item]
+        return [(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    return [(key, value)]  # type: ignore[list-item]
 
 
 def _problems(raw: dict[str, object]) -> list[tuple[str, str]]:
-    """Every (key, reason) wrong with a parsed adapter file, in file-reading order."""
-    for key, value in raw.items():
-        if key not in _SCHEMA[""] and key not in TABLES:
-            return [(key, _unknown_key("", key))]
-        if key in TABLES and not isinstance(value, dict):
-            return [(key, f"must be a table ([{key}])")]
+    """Every (key, reason) wrong with a parsed adapter file: the top level's shape first, then
+    each table's keys in schema order."""
+    shape = [(k, _unknown_key("", k)) for k in raw if k not in _SCHEMA[""] and k not in TABLES]
+    shape += [
+        (t, f"must be a table ([{t}])") for t in TABLES if not isinstance(raw.get(t, {}), dict)
+    ]
+    if shape:
+        return shape
+    sections = {t: raw if not t else raw.get(t, {}) for t in _SCHEMA}
+    return [p for t, section in sections.items() for p in _table_problems(t, section)]  # type: ignore[arg-type]
+
+
+def _table_problems(table: str, section: dict[str, object]) -> list[tuple[str, str]]:
+    unknown = [k for k in section if table and k not in _SCHEMA[table]]
+    found = [(_dotted(table, k), _unknown_key(table, k)) for k in unknown]
+    for key, field in _SCHEMA[table].items():
+        dotted = _dotted(table, key)
+        if key not in section:
+            found += [(dotted, "required key missing")] if field.required else []
+            continue
+        reason = field.check(section[key])
+        found += [(dotted, reason)] if reason else _template_problems(dotted, section[key])
+    return found
+
+
+def _template_problems(key: str, value: object) -> list[tuple[str, str]]:
     found = []
-    for table, fields in _SCHEMA.items():
-        section: dict[str, object] = raw if not table else raw.get(table, {})  # type: ignore[assignment]
-        found += [
-            (_dotted(table, k), _unknown_key(table, k))
-            for k in section
-            if table and k not in fields
-        ]
-        for key, field in fields.items():
-            dotted = _dotted(table, key)
-            if key not in section:
-                found += [(dotted, "required key missing")] if field.required else []
-                continue
-            reason = field.check(section[key])
-            if reason:
-                found.append((dotted, reason))
-                continue
-            for placeholder_field, shown, template in _templates(dotted, section[key]):
-                reason = _template_problem(placeholder_field, template)
-                found += [(shown, reason)] if reason else []
+    for shown, template in _templates(key, value):
+        reason = _template_problem(key, template)
+        found += [(shown, reason)] if reason else []
     return found
 
 
