@@ -35,7 +35,7 @@ MARKER_VAR = "PAMS_SUPERVISOR"  # unique per Supervisor: what teardown matches o
 MAX_LINE = 2000  # bytes per recorded line; longer runs without a newline are cut into pieces
 READ_CHUNK = 65536
 POLL = 0.01  # seconds between checks of a waited-for condition
-IO_TICK = 0.1  # seconds an I/O thread sleeps in select before re-checking its stop flag
+IO_TICK = 0.1  # seconds an I/O thread waits in poll() before re-checking its stop flag
 MONITOR_INTERVAL = 0.2  # seconds between descendant scans
 PAUSE_TIMEOUT = 2.0  # seconds pause() waits for every thread to be stopped
 KILL_WAIT = 5.0  # seconds kill() waits for the leader to be reaped
@@ -211,6 +211,7 @@ class Child:
         self._last: dict[str, str] = {}
         self.seen: dict[int, float] = {}  # descendant pid -> create time (filled by the monitor)
         stdin_fd, stdout_fd, stderr_fd = fds
+        self._failed_callbacks: set[str] = set()
         self._readers = [
             self._thread("stdout", self._read, "stdout", stdout_fd),
             self._thread("stderr", self._read, "stderr", stderr_fd),
@@ -219,11 +220,14 @@ class Child:
         self._writer = None if stdin_fd is None else self._thread("stdin", self._write, stdin_fd)
 
     def _thread(self, name: str, func: Callable[..., None], *args: object) -> threading.Thread:
-        thread = threading.Thread(
+        return threading.Thread(
             target=func, args=args, name=f"pams-{self.target}-{name}", daemon=True
         )
-        thread.start()
-        return thread
+
+    def start_io(self) -> None:
+        """Start the reader, writer and exit-watcher threads (once, right after `start`)."""
+        for thread in [*self._threads, *([self._writer] if self._writer else [])]:
+            thread.start()
 
     @property
     def returncode(self) -> Optional[int]:
@@ -259,6 +263,7 @@ class Child:
         with self._lock:
             report = not self._killed and not self._exited.is_set()
             self._killed = True
+        self._stdin_stop.set()
         self._kill_tree()
         self._exited.wait(KILL_WAIT)
         if report:
@@ -315,10 +320,11 @@ class Child:
             self._emit({"type": "output", "target": self.target, "stream": "harness", "line": text})
 
     def _read(self, stream: str, fd: int) -> None:
-        splitter, count = LineSplitter(), 0
+        splitter, count, poller = LineSplitter(), 0, select.poll()
+        poller.register(fd, select.POLLIN)
         try:
             while not self._io_stop.is_set():
-                data = _read_some(fd)
+                data = _read_some(poller, fd)
                 if data is None:
                     continue
                 lines = splitter.feed(data) if data else splitter.flush()
@@ -347,7 +353,9 @@ class Child:
             if self._on_line is not None:
                 self._on_line(stream, clean)
         except Exception as exc:  # a broken callback must not stop the draining
-            self._note(f"[pams: error handling a {stream} line: {exc!r}]")
+            if stream not in self._failed_callbacks:
+                self._failed_callbacks.add(stream)
+                self._note(f"[pams: error handling {stream} lines (noted once): {exc!r}]")
 
     def _write(self, fd: int) -> None:
         broken = False
@@ -367,12 +375,13 @@ class Child:
 
     def _write_all(self, fd: int, data: bytes) -> bool:
         """Write `data` to the non-blocking `fd` unless stopped; False if the pipe is closed."""
-        view = memoryview(data)
+        view, poller = memoryview(data), select.poll()
+        poller.register(fd, select.POLLOUT)
         while view and not self._stdin_stop.is_set():
             try:
                 view = view[os.write(fd, view) :]
             except BlockingIOError:
-                select.select([], [fd], [], IO_TICK)
+                poller.poll(IO_TICK * 1000)
             except OSError:
                 return False
         return True
@@ -418,10 +427,10 @@ class Child:
             self._record_process("kill", returncode=self._returncode, reason="teardown")
 
 
-def _read_some(fd: int) -> Optional[bytes]:
-    """Up to READ_CHUNK bytes from non-blocking `fd`; b"" at end of stream; None if none yet."""
-    readable, _, _ = select.select([fd], [], [], IO_TICK)
-    if not readable:
+def _read_some(poller: select.poll, fd: int) -> Optional[bytes]:
+    """Up to READ_CHUNK bytes from non-blocking `fd` (registered with `poller`; poll has no
+    FD_SETSIZE limit, unlike select); b"" at end of stream; None if nothing came yet."""
+    if not poller.poll(IO_TICK * 1000):
         return None
     try:
         return os.read(fd, READ_CHUNK)
@@ -506,9 +515,12 @@ class Supervisor:
             raise StartError(f"{target}: cannot start: empty command")
         full_env = {**os.environ, **env, RUN_ID_VAR: self.run_id, MARKER_VAR: self.marker}
         popen, fds = _spawn(target, argv, cwd, full_env, stdin)
-        self._emit({"type": "process", "target": target, "event": "start", "pid": popen.pid})
         child = Child(target, popen, fds, self._emit, self._cap, on_line, self._on_exit)
-        self._children.append(child)
+        self._children.append(child)  # from here on, close() kills it whatever happens next
+        try:
+            self._emit({"type": "process", "target": target, "event": "start", "pid": popen.pid})
+        finally:
+            child.start_io()
         if self._monitor is None:
             self._monitor = threading.Thread(
                 target=self._watch_tree, name="pams-monitor", daemon=True
@@ -586,11 +598,17 @@ class Supervisor:
 
     def _scan_tree(self, children: list[Child]) -> None:
         """Remember (pid, create time) of every current descendant of each child, including
-        descendants of descendants seen earlier that have since been re-parented."""
+        descendants of descendants seen earlier that have since been re-parented; forget the
+        dead (their orphans, if any, were seen before they died or are found by the marker)."""
         kids: dict[int, list[psutil.Process]] = {}
-        for proc in psutil.process_iter(["ppid"]):
+        created: dict[int, float] = {}
+        for proc in psutil.process_iter(["ppid", "create_time"]):
             kids.setdefault(proc.info["ppid"], []).append(proc)
+            created[proc.pid] = proc.info["create_time"]
         for child in children:
+            for pid, when in list(child.seen.items()):
+                if created.get(pid) != when:
+                    child.seen.pop(pid, None)
             todo = [child.pid, *child.seen]
             while todo:
                 for proc in kids.get(todo.pop(), []):

@@ -343,6 +343,25 @@ def test_output_lines_recorded_in_order_per_stream_with_raw_text(run: Run) -> No
 
 @pytest.mark.process
 @pytest.mark.timeout(20)
+def test_a_failing_line_callback_is_noted_once_and_reading_goes_on(run: Run) -> None:
+    def broken(stream: str, line: str) -> None:
+        raise ValueError("runner bug")
+
+    child = run.sup.start("1", script("output_shapes"), run.dir, PY_ENV, on_line=broken)
+    child.write_line("hello")
+    stdout = lambda: [e["line"] for e in run.events("output") if e["stream"] == "stdout"]  # noqa: E731
+    wait_until(lambda: "> echo hello" in stdout(), 5, "the echo recorded")
+    child.write_line("again")
+    wait_until(lambda: "> echo again" in stdout(), 5, "the second echo recorded")
+    notes = [e["line"] for e in run.events("output") if e["stream"] == "harness"]
+    assert sorted(notes) == [
+        "[pams: error handling stderr lines (noted once): ValueError('runner bug')]",
+        "[pams: error handling stdout lines (noted once): ValueError('runner bug')]",
+    ]
+
+
+@pytest.mark.process
+@pytest.mark.timeout(20)
 def test_stdin_lines_reach_the_program_and_never_block_the_caller(run: Run) -> None:
     hang = run.start("1", script("hang_on_command"))
     wait_until(lambda: run.saw("1", "ready"), 5, "ready")
