@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harness.adapter import (
     PLACEHOLDERS,
@@ -134,6 +136,11 @@ def test_minimal_adapter_gets_every_default(tmp_path: Path) -> None:
     assert (adapter.timing.startup, adapter.timing.op_timeout) == (10.0, 5.0)
     assert adapter.proxy.rewrite_ports is True
     assert adapter.serialized is False
+    assert adapter.describe() == {
+        "name": "impl",
+        "path": str(adapter.path),
+        "workdir": str(adapter.workdir),
+    }
 
 
 def test_every_field_is_read(tmp_path: Path) -> None:
@@ -490,6 +497,11 @@ def test_render_substitutes_and_keeps_escaped_braces() -> None:
     assert render("td={td}", {"td": 2.5}) == "td=2.5"
     assert render('{{"port": {port}}}', values) == '{"port": 41001}'
     assert render("no placeholders", {}) == "no placeholders"
+
+
+@given(st.text())
+def test_escaped_text_renders_back_to_itself(text: str) -> None:
+    assert render(text.replace("{", "{{").replace("}", "}}"), {}) == text
 
 
 def test_render_reports_a_missing_or_unset_value() -> None:
