@@ -135,11 +135,12 @@ def run_bench(argv: list[str]) -> int:
 
 
 def add_harness(sub: argparse._SubParsersAction) -> None:
-    """run, replay and scenarios (imported lazily: `pams check` needs none of the harness)."""
-    from harness import cli_run
+    """run, replay, grade and scenarios (imported lazily)."""
+    from harness import cli_run, grade
 
     cli_run.add_run(sub)
     cli_run.add_replay(sub)
+    grade.add_grade(sub)
     cli_run.add_scenarios(sub)
 
 

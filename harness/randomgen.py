@@ -68,15 +68,15 @@ def _act(
 ) -> None:
     m = members[p]
     roll = rng.random()
-    if m.state == "online":
+    if m.state == "online" and faults and rng.random() < 0.2:
+        _fault(script, rng, m, p, t)
+    elif m.state == "online":
         if roll < 0.65:
             _msend(script, members, p, t)
         elif roll < 0.85:
             _go(script, m, p, t, "disconnect", "offline")
-        elif roll < 0.92 or not faults:
-            _go(script, m, p, t, "deregister", "out")
         else:
-            _fault(script, rng, m, p, t)
+            _go(script, m, p, t, "deregister", "out")
     elif m.state == "offline":
         if _clear(m, t, td, tol):
             _go(script, m, p, t, "reconnect", "online")

@@ -58,6 +58,7 @@ class _Pending:
     outcome: Optional[str] = None
     sent: bool = False
     refused: bool = False
+    index: int = 0  # this op's command is the index-th written to the current process
 
 
 @dataclass
@@ -71,6 +72,8 @@ class _Participant:
     clock: Any = None
     port: Optional[int] = None
     port2: int = 0
+    written: int = 0  # commands written to the current process
+    done_lines: int = 0  # stdout lines of the current process matching done_pattern
     pending: Optional[_Pending] = None
     partitioned: bool = False
 
@@ -345,6 +348,8 @@ class _Run:
 
     def _spawn(self, part: _Participant) -> None:
         values = self._participant_values(part)
+        with self.lock:
+            part.written = part.done_lines = 0
         part.child = self.sup.start(
             part.pid,
             self.adapter.participant_argv(values),
@@ -431,9 +436,11 @@ class _Run:
             event["port"] = port
         if step.message is not None:
             event["message"] = step.message
-        with self.lock:
-            part.pending = pending
         self._emit(event)
+        with self.lock:
+            part.written += 1
+            pending.index = part.written
+            part.pending = pending
         part.proxy.arm(pending.op, f, port)
         part.child.write_line(line)
         if not pending.done.wait(a.timing.op_timeout):
@@ -481,14 +488,19 @@ class _Run:
             pending.refused = True
 
     def _line(self, p: str, stream: str, line: str) -> None:
-        """A stdout line matching done_pattern completes the current op: ok if the request
-        reached the coordinator, fail (decided by the participant alone) if nothing did."""
+        """The n-th stdout line matching done_pattern answers the n-th command written to the
+        process; it completes that op if still open: ok if the request reached the
+        coordinator, fail (decided by the participant alone) if nothing did."""
         if stream != "stdout" or self.done_re is None or not self.done_re.search(line):
             return
         part = self.parts[p]
-        pending = part.pending
-        if pending is None or pending.outcome is not None:
-            return
+        with self.lock:
+            part.done_lines += 1
+            pending = part.pending
+            if pending is None or pending.outcome is not None:
+                return
+            if pending.index != part.done_lines:  # a late line of an earlier command
+                return
         if pending.sent:
             self._settle(part, "ok")
         else:

@@ -322,7 +322,7 @@ REGISTRY: dict[str, Entry] = {
         _entry(concurrent_senders),
         _entry(concurrent_membership),
         _entry(boundary_td),
-        _entry(_random("random-basic", "basic", n=4, duration=6.0), random=True),
+        _entry(_random("random-basic", "basic", n=4, duration=5.0), random=True),
         _entry(many_participants),
         _entry(burst_senders),
         _entry(_random("random-stress", "stress", n=8, duration=8.0), random=True),
@@ -350,7 +350,7 @@ REGISTRY: dict[str, Entry] = {
         _entry(coordinator_pause),
         _entry(participant_pause),
         _entry(partition),
-        _entry(_random("random-faults", "faults", n=4, duration=6.0, faults=True), random=True),
+        _entry(_random("random-faults", "faults", n=4, duration=5.0, faults=True), random=True),
     )
 }
 PROFILES: dict[str, tuple[str, ...]] = {

@@ -1,0 +1,83 @@
+"""The battery: run a built-in scenario against an implementation and hand the trace to the
+checkers. One function shared by `pams grade` and the pytest plugin."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from checkers import RULES, TraceError, Verdict, check_path
+from harness.adapter import Adapter
+from harness.runner import Progress, run_scenario
+from harness.scenarios import REGISTRY, get_scenario
+
+PASS, FAIL, SKIPPED, ERROR = "pass", "fail", "skipped", "error"
+NA = "n/a"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One scenario's result: `status` pass/fail/skipped/error, per-rule statuses (pass,
+    fail or n/a when the scenario gave the rule nothing to check), and the explanation."""
+
+    scenario: str
+    profile: str
+    boundary: bool
+    status: str
+    rules: dict[str, str]
+    trace: Optional[Path]
+    detail: str
+    first_violation: str = ""
+    seconds: float = 0.0
+
+    @property
+    def failed_rules(self) -> list[str]:
+        return [r for r, s in self.rules.items() if s == FAIL]
+
+
+def run_one(
+    adapter: Adapter,
+    name: str,
+    out_dir: Path,
+    seed: Optional[int] = None,
+    progress: Optional[Progress] = None,
+) -> Outcome:
+    """Run the built-in scenario `name` into `out_dir` and judge it."""
+    entry = REGISTRY[name]
+    scenario = get_scenario(name, seed=seed)
+    result = run_scenario(adapter, scenario, out_dir, progress=progress)
+    base = dict(
+        scenario=name,
+        profile=entry.profile,
+        boundary=scenario.boundary,
+        trace=result.trace_path,
+        seconds=result.seconds,
+    )
+    notes = "".join(f"\nnote: {n}" for n in result.notes)
+    if result.error:
+        return Outcome(status=ERROR, rules={}, detail=result.error + notes, **base)
+    if result.skipped:
+        return Outcome(status=SKIPPED, rules={}, detail=result.skipped, **base)
+    assert result.trace_path is not None
+    try:
+        verdict = check_path(str(result.trace_path))
+    except TraceError as e:
+        return Outcome(status=ERROR, rules={}, detail=f"unreadable trace: {e}", **base)
+    return judged(verdict, notes, base)
+
+
+def judged(verdict: Verdict, notes: str, base: dict) -> Outcome:
+    rules = {r: rule_status(verdict, r) for r in RULES}
+    first = verdict.violations[0].line() if verdict.violations else ""
+    status = PASS if verdict.passed else FAIL
+    return Outcome(
+        status=status, rules=rules, detail=verdict.summary() + notes, first_violation=first, **base
+    )
+
+
+def rule_status(verdict: Verdict, rule: str) -> str:
+    result = verdict.rules[rule]
+    if result.violations:
+        return FAIL
+    return PASS if result.checked else NA

@@ -1,0 +1,285 @@
+"""`pams grade`: the battery of a profile against one implementation, in parallel, then a
+scenario × rule table, a per-rule summary, a score, one line per failure (trace path and the
+first violation), JUnit XML and a Gradescope results.json (SPEC §7)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+from typing import Optional
+
+from checkers import RULES
+from harness import adapter as adapters
+from harness.adapter import Adapter, AdapterError, load_adapter
+from harness.battery import ERROR, FAIL, NA, PASS, SKIPPED, Outcome, run_one
+from harness.scenarios import PROFILES, REGISTRY, profile
+
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+SHORT = {PASS: "pass", FAIL: "FAIL", NA: "-", SKIPPED: "skip", ERROR: "ERR"}
+COLUMN = {
+    "no-miss": "miss",
+    "no-expired": "expired",
+    "no-duplicate": "dup",
+    "no-post-deregister": "post-dereg",
+    "immediacy": "immediate",
+    "no-offline-delivery": "offline",
+    "no-phantom": "phantom",
+    "port-released": "port",
+}
+
+
+def add_grade(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "grade",
+        help="run a profile's battery against an implementation and score it",
+        description="Run every scenario of a profile against the implementation an adapter "
+        "describes (in parallel), then print a scenario x rule table, a per-rule summary, "
+        "a score, and one line per failure with its trace. Exit 0 all pass, 1 a rule "
+        "failed, 2 the implementation could not be run (build failed, never started).",
+    )
+    parser.add_argument(
+        "--impl",
+        required=True,
+        metavar="ADAPTER",
+        help="adapter TOML file, or 'reference' for the bundled one",
+    )
+    parser.add_argument(
+        "--profile", default="basic", choices=list(PROFILES), help="which scenarios (default basic)"
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="scenarios run in parallel (default: the number of cores)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="where traces go (default pams-grade/TIME); must be empty or absent",
+    )
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
+    parser.add_argument(
+        "--gradescope", type=Path, metavar="FILE", help="write a Gradescope results.json here"
+    )
+    parser.add_argument("--seed", type=int, help="seed for the random scenarios (default 1)")
+    parser.add_argument(
+        "--scenario", action="append", metavar="NAME", help="only these scenarios (repeatable)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(func=cmd_grade)
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    try:
+        adapter = load_adapter(args.impl)
+        names = args.scenario or list(profile(args.profile))
+        unknown = [n for n in names if n not in REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
+        if args.jobs < 1:
+            raise ValueError("-j must be at least 1")
+        out = output_dir(args.output)
+    except (AdapterError, ValueError) as e:
+        print(f"pams grade: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        adapters.build(adapter)
+    except adapters.BuildError as e:
+        print(f"pams grade: cannot run the implementation: {e}", file=sys.stderr)
+        print(getattr(e, "output", "") or "", file=sys.stderr)
+        return EXIT_ERROR
+    outcomes = run_battery(adapter, names, out, args.jobs, args.seed, args.quiet)
+    print(report(outcomes, adapter.name, args.profile, out))
+    write_reports(outcomes, args.junit, args.gradescope, adapter.name)
+    return exit_status(outcomes)
+
+
+def output_dir(output: Optional[Path]) -> Path:
+    if output is None:
+        output = Path("pams-grade") / time.strftime("%Y%m%d-%H%M%S")
+        n = 1
+        while output.exists():
+            n += 1
+            output = Path("pams-grade") / f"{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+    if output.exists() and (not output.is_dir() or any(output.iterdir())):
+        raise ValueError(f"{output}: output directory exists and is not empty")
+    return output
+
+
+def run_battery(
+    adapter: Adapter,
+    names: list[str],
+    out: Path,
+    jobs: int,
+    seed: Optional[int] = None,
+    quiet: bool = False,
+) -> list[Outcome]:
+    """Run `names` with `jobs` in parallel; progress on stderr; outcomes in `names` order."""
+    started = time.monotonic()
+    lock = threading.Lock()
+    done: dict[str, Outcome] = {}
+    if not quiet:
+        print(
+            f"grading {adapter.name}: {len(names)} scenarios, {jobs} at a time, traces in {out}",
+            file=sys.stderr,
+            flush=True,
+        )
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(run_one, adapter, n, out / n, seed): n for n in names}
+        for future in as_completed(futures):
+            outcome = future.result()
+            with lock:
+                done[outcome.scenario] = outcome
+                if not quiet:
+                    print(
+                        f"[{len(done):>2}/{len(names)} {time.monotonic() - started:6.1f}s] "
+                        f"{SHORT[outcome.status]:<4} {outcome.scenario} "
+                        f"({outcome.seconds:.1f} s)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    return [done[n] for n in names]
+
+
+def report(outcomes: list[Outcome], impl: str, profile_name: str, out: Path) -> str:
+    """The table, per-rule summary, score and failure lines (plain text)."""
+    width = max(len(o.scenario) for o in outcomes) + (
+        11 if any(o.boundary for o in outcomes) else 0
+    )
+    heads = [COLUMN.get(r, r) for r in RULES]
+    lines = [f"pams grade: {impl}, profile {profile_name}", ""]
+    lines.append(f"{'scenario':<{width}}  " + " ".join(f"{h[:10]:>10}" for h in heads) + "  result")
+    for o in outcomes:
+        name = o.scenario + (" [boundary]" if o.boundary else "")
+        cells = " ".join(
+            f"{SHORT[o.rules.get(r, o.status if o.status in (ERROR, SKIPPED) else NA)]:>10}"
+            for r in RULES
+        )
+        lines.append(f"{name:<{width}}  {cells}  {SHORT[o.status]}")
+    lines += ["", "per rule:"]
+    for r in RULES:
+        statuses = [o.rules.get(r) for o in outcomes]
+        failed = [o.scenario for o in outcomes if o.rules.get(r) == FAIL]
+        checked = sum(s in (PASS, FAIL) for s in statuses)
+        word = "FAIL" if failed else "pass"
+        where = f"  failed in: {', '.join(failed)}" if failed else ""
+        lines.append(f"  {r:<20} {word:<4}  ({checked} scenarios checked it){where}")
+    passed, total = score(outcomes)
+    lines += ["", f"score: {passed}/{total} scenarios pass ({percent(passed, total)})"]
+    skipped = [o for o in outcomes if o.status == SKIPPED]
+    errors = [o for o in outcomes if o.status == ERROR]
+    failures = [o for o in outcomes if o.status == FAIL]
+    if skipped:
+        lines.append(f"skipped (not counted): {len(skipped)}")
+        lines += [f"  {o.scenario}: {o.detail}" for o in skipped]
+    if errors:
+        lines.append("could not run:")
+        lines += [f"  {o.scenario}: {o.detail.splitlines()[0]}" for o in errors]
+    if failures:
+        lines.append("failures (first violation of each; `pams check TRACE` explains all):")
+        lines += [f"  {o.scenario}: {o.trace}\n    {o.first_violation}" for o in failures]
+    lines.append(f"traces: {out}")
+    return "\n".join(lines)
+
+
+def score(outcomes: list[Outcome]) -> tuple[int, int]:
+    """(passed, counted): skipped scenarios are not counted; errors count as failed."""
+    counted = [o for o in outcomes if o.status != SKIPPED]
+    return sum(o.status == PASS for o in counted), len(counted)
+
+
+def percent(passed: int, total: int) -> str:
+    return f"{100.0 * passed / total:.0f}%" if total else "n/a"
+
+
+def exit_status(outcomes: list[Outcome]) -> int:
+    if any(o.status == ERROR for o in outcomes):
+        return EXIT_ERROR
+    return EXIT_FAIL if any(o.status == FAIL for o in outcomes) else EXIT_PASS
+
+
+def write_reports(
+    outcomes: list[Outcome], junit: Optional[Path], gradescope: Optional[Path], impl: str
+) -> None:
+    if junit is not None:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.write_bytes(junit_xml(outcomes, impl))
+    if gradescope is not None:
+        gradescope.parent.mkdir(parents=True, exist_ok=True)
+        gradescope.write_text(json.dumps(gradescope_json(outcomes), indent=2) + "\n")
+
+
+def junit_xml(outcomes: list[Outcome], impl: str) -> bytes:
+    """One testsuite, one testcase per scenario; failures and errors carry the explanation."""
+    suite = ET.Element(
+        "testsuite",
+        name=f"pams {impl}",
+        tests=str(len(outcomes)),
+        failures=str(sum(o.status == FAIL for o in outcomes)),
+        errors=str(sum(o.status == ERROR for o in outcomes)),
+        skipped=str(sum(o.status == SKIPPED for o in outcomes)),
+        time=f"{sum(o.seconds for o in outcomes):.3f}",
+    )
+    for o in outcomes:
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"pams.{o.profile}",
+            name=o.scenario,
+            time=f"{o.seconds:.3f}",
+        )
+        if o.status == FAIL:
+            failed = ", ".join(o.failed_rules)
+            node = ET.SubElement(case, "failure", message=f"{failed}: {o.first_violation}")
+            node.text = f"trace: {o.trace}\n{o.detail}"
+        elif o.status == ERROR:
+            node = ET.SubElement(case, "error", message=o.detail.splitlines()[0])
+            node.text = o.detail
+        elif o.status == SKIPPED:
+            ET.SubElement(case, "skipped", message=o.detail)
+        if o.trace is not None:
+            ET.SubElement(case, "system-out").text = f"trace: {o.trace}"
+    root = ET.Element("testsuites")
+    root.append(suite)
+    return ET.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def gradescope_json(outcomes: list[Outcome]) -> dict:
+    """Gradescope autograder results: one test per scenario worth 1 point (skipped ones are
+    listed with max_score 0), total score, visible output with the explanation."""
+    tests = []
+    for o in outcomes:
+        counted = o.status != SKIPPED
+        name = o.scenario + (" [boundary]" if o.boundary else "")
+        output = o.detail if o.status != PASS else f"pass ({o.profile})"
+        if o.trace is not None:
+            output += f"\ntrace: {o.trace}"
+        tests.append(
+            {
+                "name": name,
+                "score": 1.0 if o.status == PASS else 0.0,
+                "max_score": 1.0 if counted else 0.0,
+                "output": output,
+                "visibility": "visible",
+                "tags": [o.profile, *o.failed_rules],
+            }
+        )
+    passed, total = score(outcomes)
+    return {
+        "score": float(passed),
+        "max_score": float(total),
+        "visibility": "visible",
+        "stdout_visibility": "visible",
+        "tests": tests,
+    }
