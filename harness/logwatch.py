@@ -42,9 +42,11 @@ class LogTracker:
     writing a temp file and renaming it over the log, has each token counted exactly once.
     A strict prefix of the known content is a rewrite in progress (nothing reported, the
     known content kept) unless `restarted()` was called since the last change: then it is a
-    new generation at once. Any other change, or the file vanishing, is a `log_reset` and a
-    new generation whose tokens are all new deliveries. A token is reported as soon as its
-    bytes are all there, a token-less line (`noise`) once its newline is (or at `flush()`).
+    new generation at once (a restarted program that appends to its old log just grows it).
+    A rewrite back to exactly the known content is invisible. Any other change, or the file
+    vanishing, is a `log_reset` and a new generation whose tokens are all new deliveries.
+    A token is reported as soon as its bytes are all there, a token-less line (`noise`)
+    once its newline is (or at `flush()`).
     """
 
     def __init__(self, participant: str):
