@@ -110,6 +110,7 @@ class _Run:
         self.rec: Optional[Recorder] = None
         self.sup: Any = None
         self.hub: Any = None
+        self.logs: Any = None
         self.t0 = 0.0
         self.stop = threading.Event()
         self.notes: list[str] = []
@@ -191,15 +192,18 @@ class _Run:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _record(self, trace: Path) -> None:
+        from harness.logwatch import LogWatchers
         from harness.procs import StartError, Supervisor
         from harness.proxy import ProxyHub
 
         self.rec = Recorder(trace, self._header())
         self.sup = Supervisor(self.run_id, self.rec.emit, on_exit=self._on_exit)
         self.hub = ProxyHub(self._proxy_emit)
+        self.logs = LogWatchers()
         finished = False
         try:
             self.hub.start()
+            self.logs.start()
             self._start_coordinator()
             for p in self.sc.participants:
                 self._start_participant(p)
@@ -218,10 +222,8 @@ class _Run:
         self.stop.set()
         with contextlib.suppress(Exception):
             self.sup.close()
-        for part in self.parts.values():
-            if part.watcher is not None:
-                with contextlib.suppress(Exception):
-                    part.watcher.close()
+        with contextlib.suppress(Exception):
+            self.logs.close()  # a final read and flush of every log
         with contextlib.suppress(Exception):
             self.hub.close()
         if finished:
@@ -326,9 +328,7 @@ class _Run:
         values = self._participant_values(part)
         config.write_text(a.participant_config(values))
         part.clock = self._fake_clock(p, workdir)
-        from harness.logwatch import LogWatcher
-
-        part.watcher = LogWatcher(part.log, p, self.rec.emit)  # type: ignore[union-attr]
+        part.watcher = self.logs.watch(part.log, p, self.rec.emit)  # type: ignore[union-attr]
         part.watcher.start()
         self._spawn(part)
         self._clock_fault(p, part.clock)
