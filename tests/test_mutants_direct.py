@@ -365,13 +365,15 @@ def crash_loses(s: System, buggy: bool) -> None:
 def serial_delivery(s: System, buggy: bool) -> None:
     """While member 2 is stopped (SIGSTOP), member 1 does not get its own next messages."""
     p1, p2 = s.members(2)
+    p1.do("msend", tok(1))
+    p2.wait_log([tok(1)])  # both channels are open
     p2.signal(signal.SIGSTOP)
-    p1.do("msend", tok(1))  # the mutant writes it to p1, then to p2, which never ACKs
-    p1.do("msend", tok(2))  # stalled behind p2's turn
-    assert seen_within(p1, tok(2), 1.5) is not buggy
+    p1.do("msend", tok(2))  # the mutant writes it to p1, then to p2, which never ACKs
+    p1.do("msend", tok(3))  # stalled behind p2's turn
+    assert seen_within(p1, tok(3), 1.5) is not buggy
     p2.signal(signal.SIGCONT)
-    p1.wait_log([tok(1), tok(2)])
-    p2.wait_log([tok(1), tok(2)])
+    p1.wait_log([tok(1), tok(2), tok(3)])
+    p2.wait_log([tok(1), tok(2), tok(3)])
 
 
 CHECKS: dict[str, Callable[[System, bool], None]] = {
