@@ -1,5 +1,7 @@
 """Benchmarks. `python -m harness.bench checkers [--events N] [--participants P] [--seed S]`
-writes a correct random trace of N events and times `checkers.check_path` on it.
+writes a correct random trace of N events and times `checkers.check_path` on it;
+`… proxy [--ops N]` measures the recording proxy's overhead per op (harness.proxybench);
+`… grade [--impl A] [--profile P] [-j N]` times a whole profile against an implementation.
 
 The check runs in a child process, so its peak RSS is the checker's own, not the generator's.
 Exit status: 0 when the (correct) trace passes, 1 when the checker rejects it, 2 on bad usage.
@@ -125,6 +127,46 @@ def render(fig: dict[str, Any]) -> str:
     return "\n".join(f"{name:<16}{value}" for name, value in rows)
 
 
+def bench_grade(argv: list[str], prog: str) -> int:
+    """Wall time of a profile's battery (default: basic against the reference, -j cores)."""
+    p = argparse.ArgumentParser(prog=f"{prog} grade", description=bench_grade.__doc__)
+    p.add_argument("--impl", default="reference", help="adapter (default reference)")
+    p.add_argument("--profile", default="basic", help="profile (default basic)")
+    p.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1)
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = p.parse_args(argv)
+    from harness.adapter import load_adapter
+    from harness.grade import exit_status, run_battery, score
+    from harness.scenarios import profile
+
+    names = list(profile(args.profile))
+    with tempfile.TemporaryDirectory(prefix="pams-bench-grade-") as tmp:
+        start = time.perf_counter()
+        outcomes = run_battery(load_adapter(args.impl), names, Path(tmp), args.jobs)
+        wall = time.perf_counter() - start
+    passed, total = score(outcomes)
+    fig = {
+        "profile": args.profile,
+        "impl": args.impl,
+        "jobs": args.jobs,
+        "scenarios": len(names),
+        "wall_seconds": wall,
+        "scenario_seconds": {o.scenario: round(o.seconds, 2) for o in outcomes},
+        "passed": passed,
+        "counted": total,
+    }
+    if args.json:
+        print(json.dumps(fig))
+    else:
+        slowest = max(outcomes, key=lambda o: o.seconds)
+        print(
+            f"profile {args.profile} against {args.impl}: {len(names)} scenarios, "
+            f"-j {args.jobs}: {wall:.1f} s wall; {passed}/{total} pass; slowest "
+            f"{slowest.scenario} {slowest.seconds:.1f} s"
+        )
+    return exit_status(outcomes)
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -156,6 +198,12 @@ def main(argv: Optional[list[str]] = None, prog: str = "python -m harness.bench"
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_check"] and len(argv) == 2:
         return _check_child(argv[1])
+    if argv[:1] == ["proxy"]:
+        from harness import proxybench
+
+        return proxybench.main(argv[1:])
+    if argv[:1] == ["grade"]:
+        return bench_grade(argv[1:], prog)
     args = parser(prog).parse_args(argv)
     try:
         fig = bench_checkers(args)
