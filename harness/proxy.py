@@ -201,6 +201,8 @@ class _Link:
         self.b = _Side(self, initiator=False)
         self.ended: set[bool] = set()  # `initiator` flags of the sides that sent EOF
         self.done = False
+        self.connected = False
+        self.early: list[Optional[bytes]] = []  # initiator bytes (None: EOF) read before connected
 
     def who(self, side: _Side) -> str:
         return "participant" if side.initiator == (self.channel == CONTROL) else "coordinator"
@@ -245,7 +247,15 @@ class _Link:
             return
         if self.done:
             _reset(self.b.transport)
-        elif self.a.transport is not None:
+            return
+        self.connected = True
+        early, self.early = self.early, []
+        for chunk in early:  # pause_reading is only advisory before reading starts (3.9)
+            if chunk is None:
+                self.eof(self.a)
+            else:
+                self.data(self.a, chunk)
+        if self.a.transport is not None and None not in early:
             self.a.transport.resume_reading()
 
     def refuse(self, by: str, reason: str) -> None:
@@ -257,6 +267,9 @@ class _Link:
 
     def data(self, side: _Side, data: bytes) -> None:
         if self.done:
+            return
+        if side.initiator and not self.connected:
+            self.early.append(data)
             return
         out = data
         if self.channel == CONTROL and side.initiator:
@@ -279,7 +292,11 @@ class _Link:
             target.write(out)
 
     def eof(self, side: _Side) -> None:
-        if self.done:
+        if self.done or side.initiator in self.ended:
+            return
+        if side.initiator and not self.connected:
+            if None not in self.early:
+                self.early.append(None)
             return
         self.closed_event(self.who(side), "eof")
         self.ended.add(side.initiator)

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import base64
 import itertools
+import json
 import random
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +22,14 @@ import pytest
 
 from harness.proxy import AMBIGUOUS, NOT_FOUND, ParticipantProxy, PortMatch, ProxyHub, locate_port
 from tests.participant_driver import ParticipantDriver
-from tests.procutil import ProcessGroup, free_port, port_bindable, start_coordinator, wait_until
+from tests.procutil import (
+    REPO,
+    ProcessGroup,
+    free_port,
+    port_bindable,
+    start_coordinator,
+    wait_until,
+)
 
 WAIT = 5.0  # seconds for any single bounded wait
 
@@ -250,6 +260,25 @@ def test_bytes_forwarded_unchanged_and_recorded_per_connection(
             ("coordinator", "eof"),
         ]
     assert {(e["participant"], e["channel"]) for e in h.events.of("wire")} == {("1", "control")}
+
+
+@pytest.mark.timeout(20)
+def test_request_and_half_close_before_the_coordinator_accepts(
+    h: Harness, coordinator: Upstream
+) -> None:
+    proxy, listen = h.proxy(coordinator.port)
+    proxy.arm(1, "msend")
+    client = connect(listen)
+    client.sendall(b"MSEND 1 x\n")
+    client.shutdown(socket.SHUT_WR)  # all of it may arrive before the proxy's own connect is up
+    server = coordinator.accept()
+    assert recv_all(server) == b"MSEND 1 x\n"
+    server.sendall(b"OK\n")
+    server.close()
+    assert recv_all(client) == b"OK\n"
+    assert h.completed == [1]
+    wait_until(lambda: len(h.events.of("wire_close")) == 2, WAIT, "both ends closed")
+    assert [e["by"] for e in h.events.of("wire_close")] == ["participant", "coordinator"]
 
 
 # --- op completion --------------------------------------------------------------------------
@@ -705,3 +734,39 @@ def test_reference_end_to_end_through_proxies(
     control = h.events.of("wire", participant="1", channel="control", dir="to_coordinator")
     assert any(base64.b64decode(e["data"]).startswith(b"MSEND 1 M00000002") for e in control)
     assert len(h.completed) == 6 == len(set(h.completed))
+
+
+# --- benchmark smoke ------------------------------------------------------------------------
+
+
+@pytest.mark.process
+@pytest.mark.timeout(60)
+def test_proxybench_reports_figures_for_every_mode() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "harness.proxybench", "--ops", "30", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert set(figures) == {
+        "direct",
+        "proxy",
+        "proxy_json_file",
+        "overhead_proxy",
+        "overhead_proxy_json_file",
+    }
+    for mode in ("direct", "proxy", "proxy_json_file"):
+        assert 0 < figures[mode]["median_ms"] <= figures[mode]["p99_ms"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "harness.proxybench", "--ops", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert bad.returncode == 2 and "--ops must be at least 1" in bad.stderr
