@@ -100,7 +100,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(getattr(e, "output", "") or "", file=sys.stderr)
         return EXIT_ERROR
     outcomes = run_battery(adapter, names, out, args.jobs, args.seed, args.quiet)
-    print(report(outcomes, adapter.name, args.profile, out))
+    selection = "selected scenarios" if args.scenario else f"profile {args.profile}"
+    print(report(outcomes, adapter.name, selection, out))
     write_reports(outcomes, args.junit, args.gradescope, adapter.name)
     return exit_status(outcomes)
 
@@ -152,13 +153,13 @@ def run_battery(
     return [done[n] for n in names]
 
 
-def report(outcomes: list[Outcome], impl: str, profile_name: str, out: Path) -> str:
+def report(outcomes: list[Outcome], impl: str, selection: str, out: Path) -> str:
     """The table, per-rule summary, score and failure lines (plain text)."""
     width = max(len(o.scenario) for o in outcomes) + (
         11 if any(o.boundary for o in outcomes) else 0
     )
     heads = [COLUMN.get(r, r) for r in RULES]
-    lines = [f"pams grade: {impl}, profile {profile_name}", ""]
+    lines = [f"pams grade: {impl}, {selection}", ""]
     lines.append(f"{'scenario':<{width}}  " + " ".join(f"{h[:10]:>10}" for h in heads) + "  result")
     for o in outcomes:
         name = o.scenario + (" [boundary]" if o.boundary else "")
