@@ -18,8 +18,9 @@ import re
 import socket
 import struct
 import threading
+from collections.abc import Coroutine
 from dataclasses import dataclass, replace
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 Emit = Callable[[dict], float]
 HOST = "127.0.0.1"
@@ -365,8 +366,18 @@ class _Listener:
 
 class ParticipantProxy:
     """The proxy of one participant: listens on 127.0.0.1:listen_port and forwards each
-    connection to the coordinator. Runner-thread methods: arm, disarm, partition, heal,
-    release_delivery_ports (all thread-safe). Partition cuts only the control path."""
+    connection to the coordinator (runner-thread methods are thread-safe).
+
+    Op completion (SPEC §3): after `arm(op)`, a control connection on which the participant sends
+    bytes becomes a sender; the first coordinator byte, or the coordinator's close (EOF or
+    reset), on a sender connection calls `on_complete(op)` once, from the loop thread, before
+    that byte or close is passed on to the participant. Connections that sent nothing since
+    arming never complete it. `on_refused(op)` (once per op) when a connection made while armed
+    could not be carried: refused by the partition, or by the coordinator itself.
+
+    Partition cuts the control path only: delivery (Q) connections and listeners stay up, so a
+    partitioned participant stays online as far as the membership rules go.
+    """
 
     def __init__(
         self,
@@ -396,7 +407,8 @@ class ParticipantProxy:
     # runner thread
 
     def arm(self, op: int, f: str, port: Optional[int] = None) -> None:
-        """Watch for `op`'s completion; call before writing its command to the participant."""
+        """Watch for `op`'s completion (replacing any armed op); call before writing its command
+        to the participant. With rewrite_ports, a register/reconnect's `port` is interposed on."""
         watch = OpWatch(op, f, port, wants_interpose(f, port, self.rewrite_ports))
         with self._lock:
             self._watch = watch
@@ -459,7 +471,9 @@ class ParticipantProxy:
             if watch is None:
                 return data
             watch = watch.sent(conn)
-            found = locate_port(data, watch.port) if watch.scanning else None  # type: ignore[arg-type]
+            found = None
+            if watch.scanning and watch.port is not None:
+                found = locate_port(data, watch.port)
             if found is not None:
                 watch = replace(watch, scanning=False)
             self._watch = watch
@@ -508,7 +522,11 @@ class ParticipantProxy:
         """A new listener on a harness port of `width` digits (0: any) forwarding to thread-B's
         port `target`; None when `port_source` gives no usable port in three tries."""
         for _ in range(3):
-            port = self._port_source(width)
+            try:
+                port = self._port_source(width)
+            except Exception:
+                _log.exception("proxy: port_source(%d) failed", width)
+                return None
             if not 0 < port <= 0xFFFF or (width and len(str(port)) != width):
                 continue
             try:
@@ -626,7 +644,7 @@ class ProxyHub:
     def next_conn(self) -> int:
         return next(self._conns)
 
-    def spawn(self, coro) -> asyncio.Task:  # type: ignore[no-untyped-def]
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task:
         """Run `coro` on the loop, kept until done (cancelled at close)."""
         task = self.loop.create_task(coro)
         self._tasks.add(task)
