@@ -735,6 +735,18 @@ def test_reference_end_to_end_through_proxies(
     assert any(base64.b64decode(e["data"]).startswith(b"MSEND 1 M00000002") for e in control)
     assert len(h.completed) == 6 == len(set(h.completed))
 
+    # partitioned: the real participant's msend fails, its delivery path stays up
+    one.proxy.partition()
+    op = next(Runner.ops)
+    one.proxy.arm(op, "msend")
+    assert one.driver.command("msend M00000003").startswith("error msend")
+    assert h.refused == [op] and op not in h.completed
+    two.do("msend M00000004", "msend")
+    one.driver.wait_log(["M00000001", "M00000002", "M00000004"])
+    one.proxy.heal()
+    one.do("msend M00000005", "msend")
+    two.driver.wait_log(["M00000001", "M00000002", "M00000004", "M00000005"])
+
 
 # --- benchmark smoke ------------------------------------------------------------------------
 
