@@ -2,9 +2,10 @@
 
 A tiny coordinator (a child process: reads one line, replies `OK`, closes, like the reference
 protocol) is timed per op (connect, send a 40-byte line, read the reply, see the close) directly
-and through a `ParticipantProxy`, once with an emit that only base64-encodes (the proxy already
-does) and once with an emit that appends JSON lines to a file like the real recorder.
-Figures are milliseconds; overhead is proxied minus direct, per statistic.
+and through a `ParticipantProxy`, once with an emit that drops events (the proxy still
+base64-encodes every chunk) and once with an emit that appends JSON lines to a file like the
+real recorder. The three modes take turns op by op. Figures are milliseconds; overhead is
+proxied minus direct, per statistic.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -72,14 +74,25 @@ def _one_op(port: int) -> float:
     return elapsed
 
 
-def _series(port: int, ops: int, before: Callable[[int], None] = lambda op: None) -> list[float]:
-    for op in range(WARMUP):
-        before(-op - 1)
-        _one_op(port)
-    times = []
-    for op in range(ops):
-        before(op)
-        times.append(_one_op(port))
+@dataclass(frozen=True)
+class Mode:
+    """One way of reaching the coordinator: a port, and what the runner does before each op."""
+
+    name: str
+    port: int
+    before: Callable[[int], None] = lambda op: None
+
+
+def _interleaved(modes: list[Mode], ops: int) -> dict[str, list[float]]:
+    """`ops` timed round trips per mode, the modes taking turns op by op so that background
+    load hits them alike; a warm-up round first."""
+    times: dict[str, list[float]] = {mode.name: [] for mode in modes}
+    for op in range(-WARMUP, ops):
+        for mode in modes:
+            mode.before(op)
+            elapsed = _one_op(mode.port)
+            if op >= 0:
+                times[mode.name].append(elapsed)
     return times
 
 
@@ -105,17 +118,13 @@ def _file_emit(path: Path) -> Emit:
     return emit
 
 
-def _through_proxy(coordinator: int, ops: int, emit: Emit) -> list[float]:
-    hub = ProxyHub(emit)
-    hub.start()
-    try:
-        listen = _free_port()
-        proxy = hub.add_participant(
-            "1", listen, ("127.0.0.1", coordinator), lambda op: None, lambda width: 0, False
-        )
-        return _series(listen, ops, lambda op: proxy.arm(op, "msend", None))
-    finally:
-        hub.close()
+def _proxied(hub: ProxyHub, name: str, coordinator: int) -> Mode:
+    """A mode through a new proxy on `hub`, armed before every op like the runner does."""
+    listen = _free_port()
+    proxy = hub.add_participant(
+        "1", listen, ("127.0.0.1", coordinator), lambda op: None, lambda width: 0, False
+    )
+    return Mode(name, listen, lambda op: proxy.arm(op, "msend", None))
 
 
 def _free_port() -> int:
@@ -136,14 +145,25 @@ def measure(ops: int) -> dict[str, dict[str, float]]:
     try:
         assert child.stdout is not None
         port = int(child.stdout.readline())
-        direct = _stats(_series(port, ops))
-        base64_only = _stats(_through_proxy(port, ops, lambda event: 0.0))
         with tempfile.TemporaryDirectory() as tmp:
-            to_file = _stats(_through_proxy(port, ops, _file_emit(Path(tmp) / "trace.jsonl")))
+            hubs = [ProxyHub(lambda event: 0.0), ProxyHub(_file_emit(Path(tmp) / "trace.jsonl"))]
+            try:
+                for hub in hubs:
+                    hub.start()
+                modes = [
+                    Mode("direct", port),
+                    _proxied(hubs[0], "proxy", port),
+                    _proxied(hubs[1], "proxy_json_file", port),
+                ]
+                times = _interleaved(modes, ops)
+            finally:
+                for hub in hubs:
+                    hub.close()
     finally:
         child.kill()
         child.wait(10)
-    result = {"direct": direct, "proxy": base64_only, "proxy_json_file": to_file}
+    result = {name: _stats(series) for name, series in times.items()}
+    direct = result["direct"]
     for name in ("proxy", "proxy_json_file"):
         result[f"overhead_{name}"] = {k: result[name][k] - direct[k] for k in direct}
     return result
