@@ -281,6 +281,36 @@ def test_request_and_half_close_before_the_coordinator_accepts(
     assert [e["by"] for e in h.events.of("wire_close")] == ["participant", "coordinator"]
 
 
+@pytest.mark.timeout(20)
+def test_a_failing_recorder_never_breaks_forwarding(coordinator: Upstream) -> None:
+    def broken(event: dict) -> float:
+        raise OSError("disk full")
+
+    completed: list[int] = []
+    hub = ProxyHub(broken)
+    hub.start()
+    try:
+        proxy = hub.add_participant(
+            "1",
+            free_port(),
+            ("127.0.0.1", coordinator.port),
+            completed.append,
+            free_port_of_width,
+            True,
+        )
+        proxy.arm(1, "msend")
+        client = connect(proxy.listen_port)
+        server = coordinator.accept()
+        client.sendall(b"MSEND 1 x\n")
+        assert recv_exactly(server, 10) == b"MSEND 1 x\n"
+        server.sendall(b"OK\n")
+        server.close()
+        assert recv_all(client) == b"OK\n"
+        assert completed == [1]
+    finally:
+        hub.close()
+
+
 # --- op completion --------------------------------------------------------------------------
 
 
@@ -504,6 +534,28 @@ def test_binary_port_rewritten(
         _, got, q = _interposed_register(h, coordinator, thread_b, pack)
         assert got == pack(q)
         assert h.events.of("interpose")[0]["encoding"] == encoding
+        _delivery_reaches_thread_b(h, q, thread_b)
+    finally:
+        thread_b.close()
+
+
+@pytest.mark.timeout(20)
+def test_port_in_a_later_chunk_of_the_request_is_rewritten(
+    h: Harness, coordinator: Upstream
+) -> None:
+    thread_b = Upstream()
+    try:
+        proxy, listen = h.proxy(coordinator.port)
+        proxy.arm(1, "reconnect", thread_b.port)
+        client = connect(listen)
+        server = coordinator.accept()
+        head = b"\x00\x09RECONNECT"  # like Java's writeUTF, then writeInt(port) on its own
+        client.sendall(head)
+        assert recv_exactly(server, len(head)) == head
+        client.sendall(struct.pack(">I", thread_b.port))
+        (q,) = struct.unpack(">I", recv_exactly(server, 4))
+        (event,) = h.events.of("interpose")
+        assert event["encoding"] == "be32" and event["proxy_port"] == q != thread_b.port
         _delivery_reaches_thread_b(h, q, thread_b)
     finally:
         thread_b.close()
