@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -171,6 +173,9 @@ def run_and_report(
             print(f"[{time.monotonic() - started:6.2f}s] {message}", file=sys.stderr, flush=True)
 
     progress(f"{scenario.name} against {adapter.name}, recording into {out}")
+    main_thread = threading.current_thread() is threading.main_thread()
+    if main_thread:  # SIGTERM stops a run as Ctrl-C does (signals reach the main thread only)
+        previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         result = run_scenario(adapter, scenario, out, progress=progress)
     except KeyboardInterrupt:
@@ -178,7 +183,15 @@ def run_and_report(
             f"pams: interrupted; every process was stopped; partial trace in {out}", file=sys.stderr
         )
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     return report(result, args)
+
+
+def interrupt(signum: int, _frame: Any) -> None:
+    """Signal handler: stop the run the way Ctrl-C does (the runner then kills everything)."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def report(result: RunResult, args: argparse.Namespace) -> int:

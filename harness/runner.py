@@ -9,7 +9,9 @@ import contextlib
 import datetime
 import fcntl
 import itertools
+import os
 import re
+import signal
 import socket
 import sys
 import tempfile
@@ -220,16 +222,17 @@ class _Run:
     def _teardown(self, finished: bool) -> None:
         assert self.rec is not None
         self.stop.set()
-        with contextlib.suppress(Exception):
-            self.sup.close()
-        with contextlib.suppress(Exception):
-            self.logs.close()  # a final read and flush of every log
-        with contextlib.suppress(Exception):
-            self.hub.close()
-        if finished:
-            self.rec.finish()
-        else:
-            self.rec.abandon()
+        with _signals_deferred():  # a second Ctrl-C must not cut the kill short
+            with contextlib.suppress(Exception):
+                self.sup.close()
+            with contextlib.suppress(Exception):
+                self.logs.close()  # a final read and flush of every log
+            with contextlib.suppress(Exception):
+                self.hub.close()
+            if finished:
+                self.rec.finish()
+            else:
+                self.rec.abandon()
 
     def _header(self) -> dict[str, Any]:
         sc, a = self.sc, self.adapter
@@ -607,6 +610,31 @@ class _Run:
         self._emit(
             {"type": "fault", "fault": "clock_step", "target": target, "offset": step.offset}
         )
+
+
+@contextlib.contextmanager
+def _signals_deferred():  # type: ignore[no-untyped-def]
+    """In the main thread, hold SIGINT/SIGTERM until the block ends (teardown is bounded), then
+    hand the first one that came to the handler that was in place (KeyboardInterrupt for
+    SIGINT); elsewhere (signals only reach the main thread) do nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    held = (signal.SIGINT, signal.SIGTERM)
+    previous = {sig: signal.signal(sig, lambda sig, _frame: came.append(sig)) for sig in held}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: installed outside Python; ours stays (harmless)
+                signal.signal(sig, handler)
+    if came:
+        handler = previous[came[0]]
+        if callable(handler):
+            handler(came[0], None)
+        elif handler == signal.SIG_DFL:
+            os.kill(os.getpid(), came[0])
 
 
 def _bind_error(port: int) -> str:
