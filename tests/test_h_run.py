@@ -432,11 +432,16 @@ def test_two_runs_in_parallel_do_not_collide(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(40)
 @pytest.mark.parametrize(
-    "scenario, fault",
-    [("participant-pause", ("pause", "3")), ("coordinator-pause", ("pause", "coordinator"))],
+    "scenario, fault, sig",
+    [
+        ("participant-pause", ("pause", "3"), signal.SIGINT),
+        ("coordinator-pause", ("pause", "coordinator"), signal.SIGINT),
+        ("participant-pause", ("pause", "3"), signal.SIGTERM),  # as `timeout` or CI would
+    ],
+    ids=["sigint-participant-paused", "sigint-coordinator-paused", "sigterm-participant-paused"],
 )
-def test_sigint_mid_fault_stops_everything(
-    tmp_path: Path, scenario: str, fault: tuple[str, str]
+def test_interrupt_mid_fault_stops_everything(
+    tmp_path: Path, scenario: str, fault: tuple[str, str], sig: int
 ) -> None:
     out = tmp_path / "run"
     trace = out / "trace.jsonl"
@@ -464,7 +469,7 @@ def test_sigint_mid_fault_stops_everything(
         assert leftovers(run_id, out), "the run's processes are there before the interrupt"
         time.sleep(0.2)  # well inside the pause (1.5 s / 2 s long)
         interrupted = time.monotonic()
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=15)
         took = time.monotonic() - interrupted
     finally:
