@@ -169,8 +169,8 @@ def test_reference_passes_every_rule_under_a_random_schedule(
     # group) fails no-miss, and only for that message.
     broken = without_first(
         lines,
-        lambda e: not (
-            e["type"] == "deliver" and e["participant"] == "1" and e["message"] == "P1FINAL"
+        lambda e: (
+            not (e["type"] == "deliver" and e["participant"] == "1" and e["message"] == "P1FINAL")
         ),
     )
     failed = check_lines(broken, name="broken")
