@@ -6,6 +6,13 @@ No sockets, no clocks, no checker import; events stream out in time order, so a 
 length is written without holding it in memory. Besides `ok` ops the model knows ops that
 failed (no effect), ops whose outcome the harness never learned (`info`, or no completion),
 log lines without a token (`noise`) and logs that start a new generation (`log_reset`).
+
+Faults (actions with f "kill" or "pause", off by default): a participant killed at k loses
+what was in flight to it (or it lands at k), the coordinator keeps what is sent later for its
+next reconnect as for an offline one, and the harness restarts it (a new log generation) after
+`duration`; a pause (of a participant, or of the "coordinator") lasts `duration`, and every
+delivery that would land while its receiver or the coordinator is paused lands just after
+the resume instead.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
 FUNCTIONS = ("register", "deregister", "disconnect", "reconnect", "msend")
+FAULTS = ("kill", "pause")  # fault actions: `duration` is the restart delay / the pause length
+COORDINATOR = "coordinator"
 TOKEN_DIGITS = 7
 MARGIN = 0.5  # generated message ages at reconnect keep this far outside td ± tol
 GAP = 0.01  # least pause between two ops of one participant (and, serialized, of anyone)
@@ -50,7 +59,8 @@ class Action:
 
     The coordinator acts on it at `t + effect * duration` (effect in [0, 1]) when the outcome
     is `ok`, never when it is `fail`, and, when it is `info` (timed out) or `none` (no
-    completion at all), only if `acted`.
+    completion at all), only if `acted`. A fault action (f in FAULTS) is injected at `t` and
+    lasts `duration` (kill: until the restart; pause: until the resume).
     """
 
     t: float
@@ -105,6 +115,10 @@ class Knobs:
     p_info: float = 0.0  # an op times out (info; a few get no completion, ending their participant)
     p_noise: float = 0.0  # a log line without a token before a delivery
     p_log_reset: float = 0.0  # a new log generation before a delivery
+    p_kill: float = 0.0  # an idle online participant is killed (restart, then reconnect) instead
+    p_pause: float = 0.0  # an idle online participant is paused instead of acting
+    p_coordinator_pause: float = 0.0  # before an action, the coordinator pauses (all ops idle)
+    pause_time: tuple[float, float] = (0.2, 2.5)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -129,6 +143,13 @@ class CoordinatorModel:
             if status == "offline":
                 self.stored[p].append((at, message))
         return [p for p, status in self.status.items() if status == "online"]
+
+    def kill(self, participant: str) -> None:
+        """The participant's process died: from now on sends to it fail, so the coordinator
+        keeps messages for it as for an offline one (no change unless it was online)."""
+        if self.status[participant] == "online":
+            self.status[participant] = "offline"
+            self.stored[participant] = []
 
     def act(self, at: float, participant: str, f: str) -> list[str]:
         status = self.status[participant]
@@ -182,6 +203,13 @@ class _Sim:
     out: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list)
     in_flight: dict[str, list[list[Any]]] = field(default_factory=dict)
     seq: Iterator[int] = field(default_factory=itertools.count)
+    paused: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def resumed(self, p: str, t: float) -> Optional[float]:
+        """When a delivery to p landing at `t` can land: the resume of a pause of p or of the
+        coordinator holding at t (the latest such), or None when none holds."""
+        ends = [b for who in (p, COORDINATOR) for a, b in self.paused.get(who, ()) if a <= t < b]
+        return max(ends) if ends else None
 
     def emit(self, t: float, event: dict[str, Any]) -> None:
         heapq.heappush(self.out, (t, next(self.seq), event))
@@ -202,9 +230,20 @@ class _Sim:
     def step(self) -> None:
         at, _, kind, data = heapq.heappop(self.coord)
         if kind == "land":
-            self.land(at, *data)
+            later = self.resumed(data[0], at)
+            if later is None:
+                self.land(at, *data)
+            else:
+                heapq.heappush(self.coord, (later + 0.001, next(self.seq), "land", data))
             return
         a: Action = data
+        if a.f == "kill":
+            for cell in self.in_flight.pop(a.participant, []):
+                if not cell[1] and self.rng.random() < 0.5:
+                    self.land(at, a.participant, cell)  # logged just before it died
+                cell[1] = True  # else lost with the process
+            self.model.kill(a.participant)
+            return
         if a.f == "msend":
             for p in self.model.send(at, a.message, a.participant):
                 self.launch(at + self.rng.uniform(0.001, self.latency), p, a.message)
@@ -289,6 +328,8 @@ def body(
         previous = now
         sim.run_until(now)
         for event in sim.flush(now):
+            if event["type"] == "log_reset":
+                log.line_no[event["participant"]] = 0
             if event["type"] == "deliver":
                 yield from log.before(event["participant"], last, event["t"])
                 log.number(event)["line"] = event["message"]
@@ -300,7 +341,26 @@ def body(
     yield {"type": "end", "t": round(last + 0.5, 6)}
 
 
+def _inject(sim: _Sim, a: Action) -> None:
+    """The fault events of fault action `a` and, for a kill, its effect at the coordinator."""
+    end = a.t + a.duration
+    back = "restart" if a.f == "kill" else "resume"
+    sim.emit(a.t, {"type": "fault", "t": a.t, "fault": a.f, "target": a.participant})
+    sim.emit(end, {"type": "fault", "t": end, "fault": back, "target": a.participant})
+    if a.f == "pause":
+        sim.paused.setdefault(a.participant, []).append((a.t, end))
+        return
+    sim.emit(
+        end, {"type": "log_reset", "t": end, "participant": a.participant, "reason": "recreated"}
+    )
+    heapq.heappush(sim.coord, (a.t, next(sim.seq), "act", a))
+
+
 def _submit(sim: _Sim, op: int, a: Action, ports: dict[str, int]) -> None:
+    known = a.participant in sim.model.status or (a.f == "pause" and a.participant == COORDINATOR)
+    if a.f in FAULTS and known and a.duration > 0:
+        _inject(sim, a)
+        return
     if a.f not in FUNCTIONS or a.participant not in sim.model.status or a.outcome not in OUTCOMES:
         raise ValueError(f"unknown action {a.f!r} ({a.outcome}) by {a.participant!r}")
     invoke: dict[str, Any] = {"type": "invoke", "t": a.t, "op": op, "participant": a.participant}
@@ -381,6 +441,8 @@ class _Builder:
     busy_until: float = 0.0
     reserved: list[tuple[float, float]] = field(default_factory=list)  # planned op windows
     bans: list[tuple[float, float]] = field(default_factory=list)  # no msend window may touch
+    frozen: list[tuple[float, float]] = field(default_factory=list)  # coordinator pauses: no op
+    last_end: float = 0.0  # when the last op invoked so far completes
     messages: int = 0
 
     def span(self) -> float:
@@ -393,6 +455,7 @@ class _Builder:
     def conflict(self, t: float, end: float, f: str) -> Optional[float]:
         """The earliest retry time when an op [t, end] would clash with the plan, else None."""
         clashes = [b for b in self.bans if b[0] <= end and t <= b[1]] if f == "msend" else []
+        clashes += [z for z in self.frozen if z[0] - GAP < end and t < z[1] + GAP]
         if not self.k.concurrent:
             if t < self.busy_until + GAP:
                 return self.busy_until + GAP
@@ -413,7 +476,7 @@ class _Builder:
             r0 = d1 + k.td + k.tolerance + MARGIN + rng.uniform(slack, slack + 2.0)
         else:
             r0 = d1 + rng.uniform(0.05, room)
-        while not k.concurrent:
+        while not k.concurrent or self.frozen:
             retry = self.conflict(r0, r0 + span, "reconnect")
             if retry is None:
                 break
@@ -426,6 +489,41 @@ class _Builder:
         if ban[0] < ban[1]:
             self.bans.append(ban)
         return Action(r0, pid, "reconnect", span, rng.random(), port=self.port(m))
+
+    def fault(self, m: _Member, pid: str, t: float) -> Optional[Action]:
+        """Maybe a kill or a pause of p, when it is idle and online (surely, for everyone)."""
+        k, rng = self.k, self.rng
+        if m.status != "online" or m.coord != "online" or not (k.p_kill or k.p_pause):
+            return None
+        if k.p_kill and rng.random() < k.p_kill:
+            return Action(t, pid, "kill", rng.uniform(0.01, 0.04))  # restarts before r0
+        if k.p_pause and rng.random() < k.p_pause:
+            return Action(t, pid, "pause", rng.uniform(*k.pause_time))
+        return None
+
+    def coordinator_pause(self, t: float, members: list[_Member]) -> Optional[Action]:
+        """Maybe a pause of the coordinator at t: only when no op is running then and no
+        planned op falls in it (a paused coordinator completes no op)."""
+        k, rng = self.k, self.rng
+        if not k.p_coordinator_pause or rng.random() >= k.p_coordinator_pause:
+            return None
+        a = Action(t, COORDINATOR, "pause", rng.uniform(*k.pause_time))
+        end = t + a.duration
+        planned = [x.planned for x in members if x.planned is not None]
+        busy = any(p.t - GAP < end and t < p.t + p.duration + GAP for p in planned)
+        if t < self.last_end + GAP or busy or self.conflict(t, end, "pause") is not None:
+            return None
+        self.frozen.append((t, end))
+        return a
+
+    def commit_fault(self, m: _Member, a: Action) -> float:
+        """Record fault `a` of m and return when m may act next (a killed one: its planned
+        reconnect/deregister, at least 0.05 s on, after its restart)."""
+        if a.f == "pause":
+            return a.t + a.duration + GAP
+        m.status = m.coord = "offline"
+        m.planned = self.plan_end_of_offline(m, a.participant, a.t)
+        return m.planned.t
 
     def choose(self, m: _Member, pid: str, t: float) -> Action:
         span, rng, k = self.span(), self.rng, self.k
@@ -464,6 +562,7 @@ class _Builder:
         """Record `a` as done and return when this participant may act next (inf: never)."""
         end = a.t + a.duration
         self.busy_until = max(self.busy_until, end)
+        self.last_end = max(self.last_end, end)
         self.reserved = [r for r in self.reserved if r[1] + GAP >= a.t]
         self.bans = [b for b in self.bans if b[1] >= a.t]
         m.planned = None
@@ -505,10 +604,19 @@ def random_actions(rng: random.Random, knobs: Knobs) -> Iterator[Action]:
     while True:
         t, i = heapq.heappop(queue)
         m, pid = members[i], str(i + 1)
-        a = m.planned or b.choose(m, pid, t)
+        pause = b.coordinator_pause(t, members)
+        if pause is not None:
+            heapq.heappush(queue, (t, i))
+            yield pause
+            continue
+        a = m.planned or b.fault(m, pid, t) or b.choose(m, pid, t)
         retry = None if m.planned else b.conflict(t, t + a.duration, a.f)
         if retry is not None:
             heapq.heappush(queue, (retry, i))
+            continue
+        if a.f in FAULTS:
+            heapq.heappush(queue, (b.commit_fault(m, a), i))
+            yield a
             continue
         a = b.settle(m, a)
         if a.outcome == "none" and len(queue) < max(1, knobs.participants // 2):
