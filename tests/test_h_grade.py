@@ -104,8 +104,9 @@ config = "{port}\\n{td}\\n"
 cmd = ["{python}", "-m", "reference.participant", "{config}"]
 config = "{id}\\n{log}\\n{coordinator_host} {coordinator_port}\\n"
 """)  # fmt: skip
-    done = pams("grade", "--impl", str(adapter), "-o", str(tmp_path / "runs"), cwd=tmp_path,
-                timeout=50)
+    done = pams(
+        "grade", "--impl", str(adapter), "-o", str(tmp_path / "runs"), cwd=tmp_path, timeout=50
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "cannot run the implementation: build failed (exit 1)" in done.stderr
     assert "Coordinator.java:3: error: ; expected" in done.stderr
@@ -124,8 +125,18 @@ config = "{{id}}\\n{{log}}\\n{{coordinator_host}} {{coordinator_port}}\\n"
 [timing]
 startup = 3.0
 """)  # fmt: skip
-    done = pams("grade", "--impl", str(adapter), "--scenario", "online-multicast", "-q", "-o",
-                str(tmp_path / "runs"), cwd=tmp_path, timeout=50)
+    done = pams(
+        "grade",
+        "--impl",
+        str(adapter),
+        "--scenario",
+        "online-multicast",
+        "-q",
+        "-o",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+        timeout=50,
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "could not run:" in done.stdout
     assert "online-multicast: coordinator exited with code 3" in done.stdout
@@ -137,8 +148,7 @@ def test_grade_rejects_bad_input_in_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("pams grade: ") and done.stderr.count("\n") == 1
     assert "missing.toml" in done.stderr
-    done = pams("grade", "--impl", "reference", "--scenario", "no-such", cwd=tmp_path,
-                timeout=30)
+    done = pams("grade", "--impl", "reference", "--scenario", "no-such", cwd=tmp_path, timeout=30)
     assert done.returncode == 2 and "unknown scenario(s): no-such" in done.stderr
 
 
@@ -152,8 +162,16 @@ def run_pytest(tmp_path: Path, *args: str, timeout: float) -> subprocess.Complet
 
 @pytest.mark.timeout(60)
 def test_pytest_plugin_collects_one_item_per_scenario_of_the_profile(tmp_path: Path) -> None:
-    done = run_pytest(tmp_path, "--pams-impl", "reference", "--pams-profile", "basic",
-                      "--collect-only", "-q", timeout=50)
+    done = run_pytest(
+        tmp_path,
+        "--pams-impl",
+        "reference",
+        "--pams-profile",
+        "basic",
+        "--collect-only",
+        "-q",
+        timeout=50,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     items = [line for line in done.stdout.splitlines() if "pams::" in line]
     assert [i.split("pams::")[1] for i in items] == list(PROFILES["basic"])
