@@ -4,6 +4,7 @@ that shows the quirk is really there (so an adapter that ignores it would fail).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import queue
 import random
@@ -14,6 +15,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import IO, Optional
 
 import pytest
@@ -446,3 +448,76 @@ def test_fixed_port_ignores_the_configured_one(procs, tmp_path):
     a.cmd(f"register {free_port()}", "Registered.")
     a.cmd("msend M00000001", "Sent.")
     a.wait_for([m(1)])
+
+
+# --- the coordinator's pure core, with the clock passed in ---------------------------------
+
+
+def _group_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("altimpl_group", ALT / "group.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+GROUP = _group_module()
+
+
+def _apply(group, line: str, now: float) -> list[str]:
+    request = GROUP.parse_request(line.encode())
+    assert not isinstance(request, str), request
+    assert group.refusal(request) is None
+    return group.apply(request, now)
+
+
+def _owed(group, pid: str) -> list[str]:
+    return [message.text for message in group.members[pid].pending.values()]
+
+
+def test_core_offline_exactly_td_loses_nothing_beyond_td_keeps_the_last_td_seconds():
+    group = GROUP.Group(td=2.0)
+    for pid in ("1", "2", "3"):
+        _apply(group, f'{{"op":"register","id":"{pid}","host":"h","port":4000}}', 0.0)
+    _apply(group, '{"op":"msend","id":"1","msg":"unacked"}', 0.5)  # pending before going offline
+    _apply(group, '{"op":"disconnect","id":"2"}', 1.0)
+    _apply(group, '{"op":"disconnect","id":"3"}', 1.0)
+    _apply(group, '{"op":"msend","id":"1","msg":"old"}', 1.0)
+    _apply(group, '{"op":"msend","id":"1","msg":"new"}', 2.5)
+    assert _apply(group, '{"op":"reconnect","id":"2","host":"h","port":4001}', 3.0) == ["2"]
+    assert _owed(group, "2") == ["unacked", "old", "new"]  # offline exactly td: everything
+    _apply(group, '{"op":"reconnect","id":"3","host":"h","port":4002}', 3.01)
+    assert _owed(group, "3") == ["new"]  # offline past td: only the last td seconds
+    assert _owed(group, "1") == ["unacked", "old", "new"]  # online, not yet acknowledged
+
+
+def test_core_failed_delivery_keeps_the_message_and_deregister_forgets_everything():
+    group = GROUP.Group(td=5.0)
+    _apply(group, '{"op":"register","id":"1","host":"h","port":4000}', 0.0)
+    _apply(group, '{"op":"msend","id":"1","msg":"a"}', 1.0)
+    member, message = group.next_for("1")
+    assert group.failed("1", member.epoch, 1.5) and group.next_for("1") is None
+    assert not group.failed("1", member.epoch, 1.6)  # that online period already ended
+    _apply(group, '{"op":"reconnect","id":"1","host":"h","port":4001}', 2.0)
+    assert group.next_for("1")[1] == message
+    group.delivered("1", message.seq)
+    assert group.next_for("1") is None
+    _apply(group, '{"op":"deregister","id":"1"}', 3.0)
+    assert group.refusal(GROUP.parse_request(b'{"op":"msend","id":"1","msg":"b"}')) == (
+        "not registered"
+    )
+
+
+@pytest.mark.parametrize(
+    "line, reason",
+    [
+        (b"register 1", "not a JSON object"),
+        (b'{"op":"join","id":"1"}', "unknown op 'join'"),
+        (b'{"op":"register","id":"1","host":"h","port":"4000"}', "port must be an integer"),
+        (b'{"op":"msend","id":"1","msg":"a b"}', "msg must be alphanumeric"),
+        (b'{"op":"deregister","id":"a/b"}', "id must be a string"),
+    ],
+)
+def test_core_refuses_malformed_requests(line, reason):
+    assert GROUP.parse_request(line).startswith(reason)
