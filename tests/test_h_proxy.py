@@ -112,7 +112,9 @@ class Harness:
         self.ports.append(port)
         return port
 
-    def proxy(self, coordinator: int, participant: str = "1", rewrite: bool = True):
+    def proxy(
+        self, coordinator: int, participant: str = "1", rewrite: bool = True
+    ) -> tuple[ParticipantProxy, int]:
         listen = free_port()
         proxy = self.hub.add_participant(
             participant,
