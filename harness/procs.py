@@ -269,19 +269,27 @@ class Child:
         if report:
             self._record_process("kill", returncode=self._returncode)
 
+    def signal_group(self, sig: int) -> bool:
+        """Send `sig` to the process group while it is still ours: once the leader is reaped,
+        only while a known descendant is still in it (never a recycled group id). True if sent."""
+        owned = self.alive() or self._group_has_known_member()
+        if owned:
+            signal_group(self.pid, sig)
+        return owned
+
     def pause(self) -> bool:
         """SIGSTOP the process group, then wait (at most 2 s) until every thread of every
         process in it is stopped; records `process` "pause"; True if all were seen stopped."""
-        signal_group(self.pid, signal.SIGSTOP)
+        owned = self.signal_group(signal.SIGSTOP)
         deadline = time.monotonic() + PAUSE_TIMEOUT
-        while not (stopped := self._group_stopped()) and time.monotonic() < deadline:
+        while not (stopped := not owned or self._group_stopped()) and time.monotonic() < deadline:
             time.sleep(POLL)
         self._record_process("pause", stopped=stopped)
         return stopped
 
     def resume(self) -> None:
         """SIGCONT the process group; records `process` "resume"."""
-        signal_group(self.pid, signal.SIGCONT)
+        self.signal_group(signal.SIGCONT)
         self._record_process("resume")
 
     def descendants(self) -> list[psutil.Process]:
@@ -296,6 +304,13 @@ class Child:
                 found.setdefault(pid, proc)
         return [proc for proc in found.values() if not is_gone(proc)]
 
+    def _group_has_known_member(self) -> bool:
+        for pid, created in list(self.seen.items()):
+            with contextlib.suppress(OSError):
+                if _process_if_same(pid, created) is not None and os.getpgid(pid) == self.pid:
+                    return True
+        return False
+
     def _group_stopped(self) -> bool:
         return all(
             state in STOPPED_STATES
@@ -304,7 +319,7 @@ class Child:
         )
 
     def _kill_tree(self) -> None:
-        signal_group(self.pid, signal.SIGKILL)
+        self.signal_group(signal.SIGKILL)
         for pid, created in list(self.seen.items()):
             proc = _process_if_same(pid, created)
             if proc is not None:
@@ -568,14 +583,14 @@ class Supervisor:
         reported = [child for child in children if child.begin_teardown()]
         self._scan_tree(children)
         for child in children:
-            signal_group(child.pid, signal.SIGTERM)
-            signal_group(child.pid, signal.SIGCONT)
+            child.signal_group(signal.SIGTERM)
+            child.signal_group(signal.SIGCONT)
         grace_end = time.monotonic() + grace
         for child in children:
             child.wait(deadline_left(grace_end))
         self._scan_tree(children)
         for child in children:
-            signal_group(child.pid, signal.SIGKILL)
+            child.signal_group(signal.SIGKILL)
         self._kill_escaped(children, time.monotonic() + 1.5)
         reap_end = time.monotonic() + 0.5
         for child in children:

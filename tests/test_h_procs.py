@@ -416,15 +416,18 @@ def test_flood_is_capped_drained_and_does_not_block_or_bloat_the_harness(
     me = psutil.Process()
     rss_before = me.memory_info().rss
     child = r.sup.start("1", script("flood_stdout"), r.dir, PY_ENV, on_line=count)
-    rss_peak, worst_gap, last = rss_before, 0.0, time.monotonic()
+    rss_peak, worst_gap, rounds, last = rss_before, 0.0, 0, time.monotonic()
     end = last + 2.0
     while time.monotonic() < end:
-        child.write_line("msend M00000001")  # it never reads stdin: must not block us
+        # It never reads stdin: 200 x 1 KB overfill the pipe, yet must not block us.
+        child.write_line("msend " + "M" * 1000)
         time.sleep(0.01)
         now = time.monotonic()
-        worst_gap, last = max(worst_gap, now - last), now
+        worst_gap, last, rounds = max(worst_gap, now - last), now, rounds + 1
         rss_peak = max(rss_peak, me.memory_info().rss)
-    assert worst_gap < 0.5, f"the harness thread stalled {worst_gap:.2f}s"
+    # The reader thread shares the GIL but must leave this thread running: the bounds are wide
+    # because CI machines stall threads for a few hundred ms when overloaded.
+    assert worst_gap < 1.5 and rounds >= 20, f"stalled {worst_gap:.2f}s, {rounds} rounds"
     assert rss_peak - rss_before < 50 * 2**20
     assert seen["lines"] > 10 * 100  # kept draining far past the cap
     assert seen["longest"] == MAX_LINE  # the 5000-byte runs were cut into pieces
@@ -537,7 +540,7 @@ def test_close_kills_a_setsid_survivor(run: Run, modes: tuple[str, ...]) -> None
     pidfile = run.dir / "survivor.pid"
     child = run.start("1", script("fork_survivor", str(pidfile), *modes))
     survivor = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), 5, "pid file"))
-    assert os.getsid(survivor) == survivor != os.getsid(child.pid)
+    assert os.getsid(survivor) == survivor != child.pid  # its own session, not the child's
     if "scrub" in modes:
         wait_until(lambda: "-c" in psutil.Process(survivor).cmdline(), 5, "the re-exec")
         assert "PAMS_RUN_ID" not in psutil.Process(survivor).environ()
