@@ -375,6 +375,12 @@ class ParticipantProxy:
     arming never complete it. `on_refused(op)` (once per op) when a connection made while armed
     could not be carried: refused by the partition, or by the coordinator itself.
 
+    Interposition (rewrite_ports, register/reconnect armed with port P): every participant chunk
+    after arming is searched before it is forwarded (`locate_port`) until P is found once (a
+    listener Q forwarding to P is opened, then P is rewritten to Q: `interpose` event, and the
+    chunk's `wire` event carries the forwarded bytes as `rewritten`), found several times (left
+    alone), or the op ends (left alone: "port not found in request").
+
     Partition cuts the control path only: delivery (Q) connections and listeners stay up, so a
     partitioned participant stays online as far as the membership rules go.
     """
