@@ -28,7 +28,9 @@ from harness.procs import (
     Supervisor,
     decode_line,
     listening_inodes,
+    netlink_listeners,
     parse_listeners,
+    proc_listeners,
 )
 from harness.recorder import Recorder
 from tests.procutil import REPO, free_port, wait_until
@@ -60,6 +62,15 @@ def gone(pid: int) -> bool:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return True
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 class Run:
@@ -187,15 +198,25 @@ def test_parse_listeners_reads_ipv4_and_ipv6_tables() -> None:
     assert parse_listeners(tcp6) == [(8080, 99)]
 
 
-def test_listening_inodes_sees_a_real_listener_and_not_a_bound_socket() -> None:
-    with socket.socket() as listener, socket.socket() as bound:
-        listener.bind(("127.0.0.1", 0))
-        bound.bind(("127.0.0.1", 0))
+@pytest.mark.parametrize(
+    ("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")]
+)
+def test_listening_inodes_sees_a_real_listener_and_not_a_bound_socket(
+    family: socket.AddressFamily, host: str
+) -> None:
+    if family == socket.AF_INET6 and not ipv6_loopback():
+        pytest.skip("no IPv6 loopback on this machine")
+    with socket.socket(family) as listener, socket.socket(family) as bound:
+        listener.bind((host, 0))
+        bound.bind((host, 0))
         port, bound_port = listener.getsockname()[1], bound.getsockname()[1]
         assert listening_inodes(port) == set()
         listener.listen()
-        assert listening_inodes(port) == {os.fstat(listener.fileno()).st_ino}
+        mine = (port, os.fstat(listener.fileno()).st_ino)
+        assert listening_inodes(port) == {mine[1]}
         assert listening_inodes(bound_port) == set()
+        assert mine in proc_listeners()  # the /proc fallback agrees with netlink
+        assert mine in netlink_listeners()
     assert listening_inodes(port) == set()
 
 
@@ -286,15 +307,6 @@ def test_reference_coordinator_is_seen_listening_without_a_connection(run: Run) 
     assert len(logged) == 1, logged
     assert run.close_timed() < CLOSE_BOUND
     assert_nothing_left(run, child.pid)
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 @pytest.mark.process
