@@ -21,6 +21,7 @@ import pytest
 from harness.adapter import load_adapter
 from harness.runner import RunResult, run_scenario
 from harness.scenario import Scenario, Script
+from harness.scenarios import get_scenario
 from tests.procutil import REPO, wait_until
 
 HOSTILE = REPO / "tests" / "fixtures" / "hostile"
@@ -121,14 +122,16 @@ def test_coordinator_crash_at_start_is_an_error_naming_code_and_stderr(tmp_path:
 
 @pytest.mark.timeout(30)
 def test_coordinator_crash_through_the_cli_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    """Also: without -o the run goes to ./pams-runs/STAMP-SCENARIO, and --seed reaches the
+    header's schedule."""
     adapter = write_adapter(tmp_path, coordinator=hostile("crash_at_start", "{config}"))
-    out = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-m", "harness.cli", "run", "--impl", str(adapter), "-q"]
-        + ["--scenario", "online-multicast", "-o", str(out)],
+        + ["--scenario", "random-basic", "--seed", "5"],
         capture_output=True,
         text=True,
         env=ENV,
+        cwd=tmp_path,
         timeout=25,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
@@ -137,6 +140,12 @@ def test_coordinator_crash_through_the_cli_is_exit_2_with_one_line(tmp_path: Pat
     assert "cannot run the implementation" in lines[0]
     assert "exited with code 3" in lines[0] and "fatal: cannot read config" in lines[0]
     assert proc.stdout == ""
+    (run_dir,) = (tmp_path / "pams-runs").iterdir()
+    assert run_dir.name.endswith("-random-basic")
+    header = events(run_dir / "trace.jsonl")[0]
+    assert header["seed"] == 5
+    assert header["scenario"] == get_scenario("random-basic", seed=5).to_json()
+    assert leftovers(header["run_id"], run_dir) == []
 
 
 @pytest.mark.timeout(30)
