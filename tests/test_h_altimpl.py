@@ -4,6 +4,7 @@ that shows the quirk is really there (so an adapter that ignores it would fail).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import queue
@@ -31,9 +32,20 @@ REPLY_TIMEOUT = 12.0  # above the participant's 5 s connect + 5 s reply timeouts
 
 
 def _pump(stream: IO[bytes], lines: queue.Queue) -> None:
-    for raw in iter(stream.readline, b""):
-        lines.put(PROMPTS.sub("", raw.decode("utf-8", "replace").rstrip("\n")))
+    with contextlib.suppress(ValueError, OSError):  # the stream was closed by Proc.kill()
+        for raw in iter(stream.readline, b""):
+            lines.put(PROMPTS.sub("", raw.decode("utf-8", "replace").rstrip("\n")))
     lines.put(None)
+
+
+def all_threads_stopped(pid: int) -> bool:
+    """True once every thread of `pid` is in state T: SIGSTOP takes effect a moment after kill()
+    returns (measured here: threads still running or sleeping in the first sample)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return all(
+        (task / "stat").read_text().rsplit(")", 1)[1].split()[0] in ("T", "t")
+        for task in tasks.iterdir()
+    )
 
 
 class Coordinator:
@@ -232,6 +244,7 @@ def test_dead_or_stopped_member_delays_no_one_and_its_messages_wait(procs, tmp_p
     assert b.proc is not None
     b.proc.kill()  # dead: its deliveries are refused
     os.killpg(c.popen.pid, signal.SIGSTOP)  # stopped: its deliveries are never acknowledged
+    wait_until(lambda: all_threads_stopped(c.popen.pid), 5, "participant 3 stopped")
     start = time.monotonic()
     a.cmd("msend M00000001", "Sent.")
     a.wait_for([m(1)], timeout=1.0)
