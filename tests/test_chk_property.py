@@ -558,3 +558,128 @@ def test_concurrent_traces_reject_a_duplicate_of_an_uncertain_delivery(
 
     copy = dict(pick(events, trace, uncertain, data))
     assert_only(insert(events, copy), "no-duplicate")
+
+
+# ----------------------------------------------------------------------------- injected faults
+
+FAULTY = dict(p_kill=0.08, p_pause=0.08, p_coordinator_pause=0.03)
+
+
+def pauses_of(events: Events, who: str) -> list[tuple[float, float]]:
+    """[pause, resume] intervals of `who` (the generator always resumes)."""
+    starts = [e["t"] for e in events if e["type"] == "fault" and e["target"] == who]
+    return list(zip(starts[::2], starts[1::2]))
+
+
+def extended(events: Events, p: str, start: float, deadline: float, lat: float) -> float:
+    """SPEC of the pause rule: a deadline meeting a pause of p or the coordinator moves to
+    its resume + L, while another such pause starts before the new deadline."""
+    pauses = sorted(pauses_of(events, p) + pauses_of(events, "coordinator"))
+    for a, b in pauses:
+        if a <= deadline and b >= start:
+            deadline = max(deadline, b + lat)
+    return deadline
+
+
+def kills_of(events: Events, p: str) -> list[float]:
+    return [
+        e["t"] for e in events if e["type"] == "fault" and e["fault"] == "kill" and e["target"] == p
+    ]
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=20, max_ops=100, **FAULTY, **MIXED))
+def test_correct_traces_with_kills_and_pauses_pass_every_rule(schedule: tg.Schedule) -> None:
+    """A correct system under kills (restart, reconnect) and pauses of participants and of
+    the coordinator: every rule passes."""
+    events = generate(schedule)
+    v = verdict(events)
+    assert v["verdict"] == "pass", json.dumps(v["violations"], indent=1)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.integers(0, 2**16), st.booleans())
+def test_larger_random_traces_with_faults_pass(seed: int, concurrent: bool) -> None:
+    knobs = tg.Knobs(participants=6, concurrent=concurrent, p_long=0.5, **FAULTY, **MESSY)
+    schedule = tg.random_schedule(random.Random(seed), knobs, 800, seed=seed)
+    events = generate(schedule)
+    v = verdict(events)
+    assert v["verdict"] == "pass", json.dumps(v["violations"][:5], indent=1)
+    stripped = verdict([e for e in events if e["type"] != "fault"])
+    faults = [a for a in schedule.actions if a.f in tg.FAULTS]
+    assert not faults or stripped["verdict"] == "fail"  # the faults are what made it pass
+
+
+KILLS = dict(SERIAL, p_info=0.0, p_kill=0.25, p_leave_offline=0.0)
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=30, max_ops=90, p_long=0.0, td=6.0, **KILLS), st.data())
+def test_dropped_delivery_owed_at_reconnect_after_a_kill_fails_no_miss(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """p killed at k before m was sent, and m delivered once at p's reconnect after the
+    restart (no other op of p between): the reconnect owed it. Dropping it, with the trace
+    lasting past that reconnect + L (pauses included) and p neither leaving nor killed again
+    within it (the delivery might have been in flight), leaves no-miss alone to judge."""
+    events = generate(schedule)
+    trace = parse(events)
+    lat = trace.header["latency_bound"]
+
+    def owed(events: Events, trace: Trace) -> list[tuple[str, str]]:
+        found = []
+        kills = {p: kills_of(events, p) for p in trace.participants}
+        for m in settled(trace):
+            for p in trace.participants:
+                before = [k for k in kills[p] if k < m.t0]
+                got = trace.deliveries.get((p, m.message), [])
+                if not before or len(got) != 1:
+                    continue
+                r = next_op(trace, p, before[-1])
+                if r is None or r.f != "reconnect" or not r.certain or r.t0 <= m.t1:
+                    continue
+                due = extended(events, p, r.t0, r.t1 + lat, lat)
+                x = next_op(trace, p, r.t0)
+                killed = [k for k in kills[p] if r.t0 <= k <= due + MARGIN]
+                quiet = (x is None or x.t0 > due + MARGIN) and not killed
+                if quiet and horizon(events) > due + MARGIN:
+                    found.append((p, m.message))
+        return found
+
+    p, token = pick(events, trace, owed, data)
+    gone = deliveries(events, p, token)[0]
+    v = verdict(without(events, gone))
+    assert_only(without(events, gone), "no-miss")
+    assert "offline since killed at" in v["violations"][0]["why"]
+
+
+PAUSES = dict(STEADY, p_pause=0.3, p_coordinator_pause=0.05)
+
+
+@PROPERTY
+@given(tg.schedules(min_ops=20, **PAUSES), st.data())
+def test_delivery_past_the_extended_deadline_fails_immediacy(
+    schedule: tg.Schedule, data: st.DataObject
+) -> None:
+    """p known online at m, a pause of p or of the coordinator met m's deadline: moving m's
+    only delivery to MARGIN past the extended deadline (resume + L), with p online well past
+    it, fails immediacy alone, and the why names the pause."""
+    events = generate(schedule)
+    trace = parse(events)
+    lat = trace.header["latency_bound"]
+
+    def delayed(events: Events, trace: Trace) -> list[tuple[dict[str, Any], float]]:
+        found = []
+        for m, p, got in known_online_steady(events, trace):
+            due = extended(events, p, m.t0, m.t1 + lat, lat)
+            x = exit_after(trace, p, m.t0)
+            late = due + MARGIN
+            quiet = x is None or x.t0 > late + lat + 1.0
+            if due > m.t1 + lat and quiet and horizon(events) > late + lat + 1.0:
+                found.append((got, late))
+        return found
+
+    got, late = pick(events, trace, delayed, data)
+    moved = insert(without(events, got), deliver(late, got["participant"], got["message"]))
+    assert_only(moved, "immediacy")
+    assert "paused [" in verdict(moved)["violations"][0]["why"]
