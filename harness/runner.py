@@ -373,6 +373,8 @@ class _Run:
     def _on_exit(self, target: str, returncode: Optional[int]) -> None:
         """A participant that exits is restarted before its next command (adapter permitting);
         a coordinator that exits ends the schedule early: the trace shows what happened."""
+        if target in self.parts and self.parts[target].proxy is not None:
+            self.parts[target].proxy.release_delivery_ports()
         if target == COORDINATOR and not self.stop.is_set():
             self.notes.append(
                 f"the coordinator exited with code {returncode} during the run; "
@@ -448,11 +450,11 @@ class _Run:
         part.child.write_line(line)
         if not pending.done.wait(a.timing.op_timeout):
             part.proxy.disarm(pending.op)
-            if pending.refused:
+            if pending.refused and not pending.sent:
                 self._settle(
                     part,
                     "fail",
-                    error="partitioned: the harness refused the participant's connection",
+                    error="every connection was refused; nothing reached the coordinator",
                 )
             else:
                 self._settle(part, "info", reason=f"no reply within {a.timing.op_timeout:g} s")
@@ -568,6 +570,7 @@ class _Run:
         if f == "kill":
             self._emit(event)
             part.child.kill()
+            part.proxy.release_delivery_ports()  # the coordinator meets a refusal, as direct
             self._settle(part, "info", reason="participant killed")
         elif f == "restart":
             if part.child.alive():
