@@ -27,9 +27,11 @@ from harness.procs import (
     StartError,
     Supervisor,
     decode_line,
+    exit_phrase,
     listening_inodes,
     netlink_listeners,
     parse_listeners,
+    parse_stat,
     proc_listeners,
 )
 from harness.recorder import Recorder
@@ -218,6 +220,20 @@ def test_listening_inodes_sees_a_real_listener_and_not_a_bound_socket(
         assert mine in proc_listeners()  # the /proc fallback agrees with netlink
         assert mine in netlink_listeners()
     assert listening_inodes(port) == set()
+
+
+def test_parse_stat_survives_odd_program_names() -> None:
+    text = b"4242 (evil) S 1 (x) R 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23\n"
+    fields = b"S 17 4242 4242 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 987654 0 0"
+    stat = parse_stat(4242, b"4242 (a) b) c) " + fields)
+    assert (stat.state, stat.ppid, stat.pgid, stat.start) == ("S", 17, 4242, 987654)
+    assert parse_stat(4242, text).state == "R"
+
+
+def test_exit_phrase_names_codes_and_signals() -> None:
+    assert exit_phrase(3) == "exited with code 3"
+    assert exit_phrase(-signal.SIGKILL) == "was killed by SIGKILL"
+    assert exit_phrase(-200) == "was killed by signal 200"
 
 
 # --- start and wait_listening ---------------------------------------------------------------
@@ -473,6 +489,20 @@ def test_kill_sigkills_the_whole_group_and_records_kill_not_exit(run: Run) -> No
     assert run.exits == []
     run.sup.close()
     assert [e["event"] for e in run.events("process")] == ["start", "kill"]
+
+
+@pytest.mark.process
+@pytest.mark.timeout(20)
+def test_kill_also_kills_a_known_descendant_in_another_session(run: Run) -> None:
+    pidfile = run.dir / "survivor.pid"
+    child = run.start("1", script("fork_survivor", str(pidfile)))
+    survivor = int(wait_until(lambda: pidfile.exists() and pidfile.read_text(), 5, "pid file"))
+    wait_until(lambda: survivor in child.seen, 5, "the monitor to see the survivor")
+    assert [p.pid for p in child.descendants()] == [survivor]
+    child.kill()
+    wait_until(lambda: gone(survivor), 5, "the survivor to die with its parent")
+    assert child.pause() is True  # a dead child's group id is never signalled again
+    assert child.descendants() == []
 
 
 def all_threads_stopped(pids: list[int]) -> bool:
