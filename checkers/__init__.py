@@ -2,6 +2,7 @@
 
 `check_path` / `check_lines` read and validate a trace (raising `TraceError` on malformed
 input) and return a `Verdict`. Parameters: keyword > trace header > defaults (1.0 s each).
+Injected faults (kill, pause) are part of the judgement: see `checkers.faults`.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ class Fault:
 @dataclass(frozen=True)
 class Trace:
     """Everything the rules need from one trace. `end` is None for a truncated trace;
-    `last_t` is the time of its last event either way."""
+    `last_t` is the time of its last event either way; `faults` in trace order."""
 
     name: str
     td: float
