@@ -40,7 +40,11 @@ PLAN: dict[str, tuple[str, ...]] = {
     "alt-four-digit": PAIR,
     "alt-fixed-port": PAIR,
 }
-UNABSORBED = "caps-unabsorbed"  # negative control: the caps participant sent lower-case commands
+# Negative controls: a variant behind an adapter with the line that absorbs its quirk removed.
+UNABSORBED: dict[str, tuple[str, str]] = {
+    "caps-unabsorbed": ("alt-caps", r"^(register|deregister|disconnect|reconnect|msend) = .*\n"),
+    "four-digit-unabsorbed": ("alt-four-digit", r"^ports = \[4000, 9999\]\n"),
+}
 WORKERS = 5
 
 
@@ -59,15 +63,16 @@ class Outcome:
         return [e for e in self.events if e.get("type") == kind]
 
 
-def _unabsorbed_adapter(where: Path) -> Path:
-    """The caps participant behind an adapter that does not say its commands are capitalised."""
-    where.mkdir(parents=True, exist_ok=True)
-    text = (ALT / "adapters" / "alt-caps.toml").read_text()
+def _unabsorbed_adapter(where: Path, name: str) -> Path:
+    """`UNABSORBED[name]`: its base adapter without the lines that absorb the quirk."""
+    base, absorbing = UNABSORBED[name]
+    text = (ALT / "adapters" / f"{base}.toml").read_text()
     text = text.replace('workdir = ".."', f"workdir = {json.dumps(str(ALT))}")
-    text = re.sub(r"\[commands\].*", "", text, flags=re.S)
-    text += '[commands]\ndone_pattern = "unknown command"\n\n[timing]\nop_timeout = 1.0\n'
-    path = where / "caps-unabsorbed.toml"
-    path.write_text(text)
+    text, count = re.subn(absorbing, "", text, flags=re.M)
+    assert count, f"{base}.toml no longer has {absorbing!r}"
+    where.mkdir(parents=True, exist_ok=True)
+    path = where / f"{name}.toml"
+    path.write_text(text + "\n[timing]\nop_timeout = 1.0\n")
     return path
 
 
@@ -91,7 +96,7 @@ def _run(adapter_path: Path, scenario: str, out: Path) -> Outcome:
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], Outcome]:
     root = tmp_path_factory.mktemp("generality")
     jobs = [(ALT / "adapters" / f"{name}.toml", s) for name, plan in PLAN.items() for s in plan]
-    jobs.append((_unabsorbed_adapter(root / "adapters"), "online-multicast"))
+    jobs += [(_unabsorbed_adapter(root / "adapters", n), "online-multicast") for n in UNABSORBED]
     with concurrent.futures.ThreadPoolExecutor(WORKERS) as pool:
         futures = {
             (path.stem, s): pool.submit(_run, path, s, root / f"{path.stem}--{s}")
@@ -211,8 +216,11 @@ def test_variant_passes_through_its_adapter(outcomes, name):
 
 
 @pytest.mark.timeout(240)
-def test_a_quirk_the_adapter_does_not_absorb_is_caught(outcomes):
-    run = outcomes[(UNABSORBED, "online-multicast")]
+@pytest.mark.parametrize("name", list(UNABSORBED))
+def test_a_quirk_the_adapter_does_not_absorb_is_caught(outcomes, name):
+    run = outcomes[(name, "online-multicast")]
     assert run.error is None, run.error
     problems = clean_run_problems(run)
     assert any("register of p1: fail" in problem for problem in problems), problems
+    refused = [e for e in run.of("fail") if "participant said: > Error: " in e.get("error", "")]
+    assert refused, "the participant's own refusal should complete the op (done_pattern)"
