@@ -9,6 +9,7 @@ blocking wait, so `close()` is safe after a KeyboardInterrupt anywhere in the ca
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import errno
 import os
@@ -593,6 +594,7 @@ class Supervisor:
         self._closed = False
         self._stop = threading.Event()
         self._monitor: Optional[threading.Thread] = None
+        _OPEN.add(self)
 
     def __enter__(self) -> Supervisor:
         return self
@@ -693,6 +695,7 @@ class Supervisor:
         for child in reported:
             child.record_teardown()
         self._closed = True
+        _OPEN.discard(self)
 
     def leftovers(self) -> list[psutil.Process]:
         """Live processes (zombies excluded) that carry this supervisor's marker."""
@@ -758,6 +761,18 @@ class Supervisor:
     @staticmethod
     def _tree_sockets(child: Child) -> set[int]:
         return socket_inodes([child.pid, *(proc.pid for proc in child.descendants())])
+
+
+_OPEN: set[Supervisor] = set()  # not yet closed (kept alive until closed, even if dropped)
+
+
+@atexit.register
+def _close_all() -> None:
+    """Safety net: a harness that exits (even on an uncaught exception) without closing its
+    supervisors still kills what they started (not on SIGKILL or os._exit)."""
+    for supervisor in list(_OPEN):
+        with contextlib.suppress(Exception):
+            supervisor.close()
 
 
 def _last_output(child: Child) -> str:

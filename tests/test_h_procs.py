@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -613,3 +614,35 @@ def test_ctrl_c_during_a_wait_still_tears_everything_down(tmp_path: Path) -> Non
     r.recorder.finish()
     assert time.monotonic() - began < 0.5 + 5 + CLOSE_BOUND
     assert_nothing_left(r, stubborn.pid, forker.pid, int(pidfile.read_text()))
+
+
+CRASHING_HARNESS = """
+import sys
+from pathlib import Path
+from harness.procs import Supervisor
+sup = Supervisor(sys.argv[1], lambda event: 0.0)
+here, hostile = Path(sys.argv[2]), Path(sys.argv[3])
+sup.start("coordinator", [sys.executable, str(hostile / "ignore_sigterm.py")], here, {})
+sup.start("1", [sys.executable, str(hostile / "fork_survivor.py"), str(here / "s.pid")], here, {})
+while not (here / "s.pid").exists():
+    pass
+raise RuntimeError("harness bug")
+"""
+
+
+@pytest.mark.process
+@pytest.mark.timeout(30)
+def test_a_harness_dying_of_an_uncaught_exception_still_kills_its_processes(
+    tmp_path: Path,
+) -> None:
+    run_id = f"test-{uuid.uuid4().hex}"
+    harness = subprocess.run(
+        [sys.executable, "-c", CRASHING_HARNESS, run_id, str(tmp_path), str(HOSTILE)],
+        env={**os.environ, **PY_ENV},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert harness.returncode == 1 and "RuntimeError: harness bug" in harness.stderr
+    assert survivors(run_id) == []
+    assert gone(int((tmp_path / "s.pid").read_text()))
