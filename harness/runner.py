@@ -91,8 +91,12 @@ def run_scenario(
     progress: Optional[Progress] = None,
 ) -> RunResult:
     """Run `scenario` against `adapter`, recording into `out_dir` (created; must be empty or
-    absent). Never raises for the implementation's misbehaviour: see RunResult."""
-    return _Run(adapter, scenario, Path(out_dir), progress or (lambda _m: None)).execute()
+    absent, else ValueError: old logs there would read as deliveries). Never raises for the
+    implementation's misbehaviour: see RunResult."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out}: run directory exists and is not empty")
+    return _Run(adapter, scenario, out, progress or (lambda _m: None)).execute()
 
 
 class _Run:
