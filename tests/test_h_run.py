@@ -511,18 +511,14 @@ def events_prefix(trace: Path) -> list[dict[str, Any]]:
 
 
 @pytest.mark.timeout(40)
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: run_scenario does not enforce its 'empty or absent' contract; a reused run "
-    "directory's old logs read as deliveries (pytest --pams-output DIR twice hits this)",
-)
-def test_a_reused_run_directory_never_gives_a_false_verdict(tmp_path: Path) -> None:
-    """Running twice into one directory must be refused or judged on the new run alone."""
+def test_a_reused_run_directory_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """A second run into the same directory would read the first run's logs as deliveries
+    (false no-phantom / no-duplicate, e.g. `pytest --pams-output DIR` twice): refused."""
     adapter = load_adapter("reference")
     first = run_scenario(adapter, tiny("again"), tmp_path / "run")
     assert first.trace_path is not None and check_path(str(first.trace_path)).passed
-    try:
-        second = run_scenario(adapter, tiny("again"), tmp_path / "run")
-    except ValueError:
-        return  # refused: fine
-    assert second.error or check_path(str(second.trace_path)).passed
+    before = snapshot(tmp_path / "run")
+    with pytest.raises(ValueError, match="run directory exists and is not empty") as info:
+        run_scenario(adapter, tiny("again"), tmp_path / "run")
+    assert str(tmp_path / "run") in str(info.value)
+    assert snapshot(tmp_path / "run") == before
