@@ -22,7 +22,7 @@ from checkers import check_path
 from harness.adapter import load_adapter
 from harness.cli import main
 from harness.runner import RunResult, run_scenario
-from harness.scenario import COMMANDS, Script, load_file
+from harness.scenario import COMMANDS, Scenario, Script, Step, load_file
 from harness.tokens import token
 from tests.procutil import REPO, wait_until
 
@@ -145,7 +145,7 @@ def check_header(header: dict[str, Any], scenario: str, td: float, n: int) -> No
     assert isinstance(header["run_id"], str) and header["run_id"]
 
 
-def check_ops(evs: list[dict[str, Any]], steps: list[Any]) -> None:
+def check_ops(evs: list[dict[str, Any]], steps: list[Step]) -> None:
     """One invoke per command step (same participant, f, token, in schedule order per
     participant), each followed by exactly one `ok`."""
     invokes = of_type(evs, "invoke")
@@ -175,7 +175,7 @@ def owed(evs: list[dict[str, Any]], p: str) -> set[str]:
     return {e["message"] for e in of_type(evs, "invoke") if e["f"] == "msend" and e["t"] > joined}
 
 
-def tiny(name: str, first_token: int = 1) -> Any:
+def tiny(name: str, first_token: int = 1) -> Scenario:
     """Two members register, then each sends one message (tokens from `first_token`)."""
     s = Script(name, 2, drain=0.5)
     s.all(0.0, "register", gap=0.05)
