@@ -289,13 +289,15 @@ def reading(reply: str, command: str) -> Optional[float]:
 
 
 def wall_offset(probe: ProbeProcess, limit: float) -> float:
-    """The probe's wall clock minus the harness's, in seconds."""
-    reply, _ = probe.ask("wall", limit)
-    now = time.time()
+    """The probe's wall clock minus the harness's (at the middle of the round trip), in s."""
+    sent = time.time()
+    reply, elapsed = probe.ask("wall", limit)
     value = reading(reply, "wall")
     if value is None:
         raise SelfTestFailed("the probe cannot read the wall clock")
-    return value - now
+    if elapsed > WALL_TOLERANCE:
+        raise SelfTestFailed(f"the probe took {elapsed:.1f} s to report its wall clock")
+    return value - (sent + elapsed / 2)
 
 
 def check_wall(probe: ProbeProcess, expected: float, figures: dict, deadline: float) -> None:

