@@ -4,16 +4,19 @@
   view p can no longer receive. It becomes a synthetic membership op `kill` with window
   [k, k] that certainly took effect at k (online→offline; no change when p was not online),
   see `checkers.timeline`. A later `reconnect` (after the harness's `restart`) brings p back.
+  A `restart` of p with no kill of p since its previous restart killed a live process (the
+  harness kills it first): it counts as a kill at the restart's instant.
 - `pause` … `resume` of p or of the coordinator (SIGSTOP/SIGCONT): the pause lasts from the
   pause to the same target's resume, or to its kill/restart (the stopped process is gone),
   or else to the trace's end. A delivery deadline (s1 + L, or r1 + L at a reconnect) whose
   span [start, deadline] meets a pause of the receiver or of the coordinator moves to that
   pause's resume + L, repeatedly (`extend_deadline`). Other participants' pauses never
   move p's deadline.
-- `restart`, `clock_offset`, `clock_step`, `partition`, `heal`, a `kill` of the coordinator
-  and unknown fault names change no rule: times are harness times, a restarted participant
-  comes back through its ops, and a partition only makes the participant's ops fail or time
-  out (their windows say what may have happened).
+- `restart` (of a killed participant, or of the coordinator), `clock_offset`, `clock_step`,
+  `partition`, `heal`, a `kill` of the coordinator and unknown fault names change no rule:
+  times are harness times, a restarted participant comes back through its ops, and a
+  partition only makes the participant's ops fail or time out (their windows say what may
+  have happened).
 """
 
 from __future__ import annotations
@@ -60,8 +63,10 @@ class FaultModel:
 
 
 def kill_op(fault: Fault) -> Op:
-    """The synthetic op standing for a kill of participant `fault.target` at `fault.t`."""
-    return Op(f"kill@{fault.line}", fault.target, "kill", fault.t, fault.t, "ok", None, fault.line)
+    """The synthetic op standing for a kill of participant `fault.target` at `fault.t` (by a
+    `kill`, or a `restart` of a live process); its id names the fault and its line."""
+    op_id = f"{fault.fault}@{fault.line}"
+    return Op(op_id, fault.target, "kill", fault.t, fault.t, "ok", None, fault.line)
 
 
 def fault_model(faults: Iterable[Fault], horizon: float) -> FaultModel:
@@ -71,6 +76,7 @@ def fault_model(faults: Iterable[Fault], horizon: float) -> FaultModel:
     coordinator_kills: list[float] = []
     pauses: dict[str, list[Pause]] = {}
     open_since: dict[str, float] = {}
+    dead: set[str] = set()  # participants killed since their last restart
     for f in faults:
         if f.fault == "pause":
             open_since.setdefault(f.target, f.t)
@@ -80,8 +86,13 @@ def fault_model(faults: Iterable[Fault], horizon: float) -> FaultModel:
             pauses.setdefault(f.target, []).append(Pause(f.target, start, f.t, True))
         if f.fault == "kill" and f.target == COORDINATOR:
             coordinator_kills.append(f.t)
-        elif f.fault == "kill":
-            kills.setdefault(f.target, []).append(kill_op(f))
+        elif f.fault in ("kill", "restart") and f.target != COORDINATOR:
+            if f.target not in dead:  # a restart of a live process kills it first
+                kills.setdefault(f.target, []).append(kill_op(f))
+            if f.fault == "kill":
+                dead.add(f.target)
+            else:
+                dead.discard(f.target)
     for target, start in open_since.items():
         pauses.setdefault(target, []).append(Pause(target, start, max(start, horizon), False))
     return FaultModel(

@@ -16,7 +16,8 @@ Interpretation (documented in the README too):
   the other rules, so one fault is not reported twice.
 
 Injected faults (`checkers.faults`):
-- A kill of p at k is a disconnect that certainly took effect at k (window [k, k]); messages
+- A kill of p at k (or a restart of p not preceded by a kill: the live process was killed
+  first) is a disconnect that certainly took effect at k (window [k, k]); messages
   sent after it are owed at p's next reconnect with the usual td rules. A message that may
   have been in flight at the kill (p online at m and k <= its delivery deadline s1 + L; or
   owed at a reconnect completed less than L before the kill) is exempt from no-miss, whatever
@@ -448,7 +449,8 @@ class _Judge:
         notes = []
         for p, kills in self.faults.kills.items():
             for kill in kills:
-                line = f"p{p} killed at {fmt_t(kill.t0)}: a disconnect at that instant"
+                how = "restarted while alive" if str(kill.id).startswith("restart") else "killed"
+                line = f"p{p} {how} at {fmt_t(kill.t0)}: a disconnect at that instant"
                 tokens = self.exempt.get(kill, [])
                 if tokens:
                     shown = ", ".join(tokens[:5]) + (", ..." if len(tokens) > 5 else "")

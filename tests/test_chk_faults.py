@@ -270,8 +270,8 @@ def test_a_kill_ends_the_pause_of_the_killed_process() -> None:
 
 
 def test_faults_without_rule_changes_leave_the_verdict_alone() -> None:
-    """Clock offsets and steps, partitions and heals, restarts, unknown fault names and
-    faults of unknown targets: the judgement equals the one without them."""
+    """Clock offsets and steps, partitions and heals, a coordinator restart, unknown fault
+    names and faults of unknown targets: the judgement equals the one without them."""
     for deliver in (True, False):
         tb = members("1", "2").msend("1", "MA", 2.0).deliver("1", "MA", 2.03)
         if deliver:
@@ -282,7 +282,7 @@ def test_faults_without_rule_changes_leave_the_verdict_alone() -> None:
         fault(tb, 1.0, "clock_step", "coordinator", offset=3600)
         fault(tb, 1.5, "partition", "2")
         fault(tb, 2.5, "heal", "2")
-        fault(tb, 2.6, "restart", "1")
+        fault(tb, 2.6, "restart", "coordinator")
         fault(tb, 2.7, "meteor", "2")
         fault(tb, 1.9, "kill", "9")  # not in the header's participants: ignored
         fault(tb, 1.9, "pause", "7")
@@ -318,3 +318,18 @@ def test_malformed_fault_event_is_an_error_naming_the_line(event: dict, reason: 
         check_lines(lines, name="built")
     assert info.value.line == bad and reason in info.value.reason, str(info.value)
     assert str(info.value).startswith(f"built:{bad}: ")
+
+
+def test_restart_of_a_live_participant_counts_as_a_kill() -> None:
+    """The harness kills a live process before restarting it: a restart with no kill before
+    it is a kill at that instant (MA, sent while p2 was being restarted, is owed at its
+    reconnect); a restart after a kill adds nothing."""
+    tb = fault(members("1", "2"), 2.0, "restart", "2").reconnect("2", 4.0)
+    tb.msend("1", "MA", 3.0).deliver("1", "MA", 3.05).deliver("2", "MA", 4.05)
+    v = tb.end(6.0).check()
+    assert v.verdict == "pass", v.summary()
+    assert "p2 restarted while alive at 2.000: a disconnect at that instant" in notes(v)
+    killed = dead_while_sent(True).check()
+    assert [n for n in killed.notes if n.startswith("p2 ")] == [
+        "p2 killed at 2.000: a disconnect at that instant"
+    ]
