@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
-from typing import Callable, Optional
+import threading
+from typing import Any, Callable, Optional
 
 from checkers import RULES, TraceError, check_path
 
@@ -163,16 +165,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate_as_interrupt() -> Any:
+    """SIGTERM ends a command like Ctrl-C does (runs tear down; nothing is left running);
+    returns the handler it replaced (None off the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Entry point of the `pams` console script; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["bench"]:
         return run_bench(argv[1:])
     args = build_parser().parse_args(argv)
+    previous = _terminate_as_interrupt()
     try:
         return int(args.func(args))
     except BrokenPipeError:
         return 1
+    except KeyboardInterrupt:
+        print("pams: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

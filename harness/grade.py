@@ -19,6 +19,7 @@ from checkers import RULES
 from harness import adapter as adapters
 from harness.adapter import Adapter, AdapterError, load_adapter
 from harness.battery import ERROR, FAIL, NA, PASS, SKIPPED, Outcome, run_one
+from harness.runner import abort_all
 from harness.scenarios import PROFILES, REGISTRY, profile
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -99,7 +100,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(f"pams grade: cannot run the implementation: {e}", file=sys.stderr)
         print(getattr(e, "output", "") or "", file=sys.stderr)
         return EXIT_ERROR
-    outcomes = run_battery(adapter, names, out, args.jobs, args.seed, args.quiet)
+    try:
+        outcomes = run_battery(adapter, names, out, args.jobs, args.seed, args.quiet)
+    except KeyboardInterrupt:
+        print(
+            f"pams grade: interrupted; every process was stopped; partial traces in {out}",
+            file=sys.stderr,
+        )
+        return 130
     selection = "selected scenarios" if args.scenario else f"profile {args.profile}"
     print(report(outcomes, adapter.name, selection, out))
     write_reports(outcomes, args.junit, args.gradescope, adapter.name)
@@ -136,8 +144,9 @@ def run_battery(
             file=sys.stderr,
             flush=True,
         )
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_one, adapter, n, out / n, seed): n for n in names}
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    futures = {pool.submit(run_one, adapter, n, out / n, seed): n for n in names}
+    try:
         for future in as_completed(futures):
             outcome = future.result()
             with lock:
@@ -150,6 +159,13 @@ def run_battery(
                         file=sys.stderr,
                         flush=True,
                     )
+    except BaseException:  # Ctrl-C / SIGTERM: stop every run; each kills its processes
+        for f in futures:
+            f.cancel()
+        abort_all()
+        pool.shutdown(wait=True)
+        raise
+    pool.shutdown(wait=True)
     return [done[n] for n in names]
 
 

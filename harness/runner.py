@@ -84,6 +84,20 @@ class _Participant:
         return self.workdir / LOG_NAME
 
 
+_ACTIVE: set = set()
+_ACTIVE_LOCK = threading.Lock()
+
+
+def abort_all() -> None:
+    """Stop every run in progress in this process (Ctrl-C during `pams grade`): each stops
+    its schedule, kills its processes and leaves a truncated trace."""
+    with _ACTIVE_LOCK:
+        runs = list(_ACTIVE)
+    for run in runs:
+        run.aborted = True
+        run.stop.set()
+
+
 def run_scenario(
     adapter: Adapter,
     scenario: Scenario,
@@ -120,6 +134,7 @@ class _Run:
         self.t0 = 0.0
         self.stop = threading.Event()
         self.notes: list[str] = []
+        self.aborted = False
         self.offsets: dict[str, float] = dict(sc.clock_offsets)
 
     # ------------------------------------------------------------------ lifecycle
@@ -138,7 +153,7 @@ class _Run:
                     skipped=skipped,
                     seconds=time.monotonic() - start,
                 )
-            with self._port_lock():
+            with self._port_lock(), self._active():
                 self._record(trace)
         except RunError as e:
             return RunResult(
@@ -155,6 +170,16 @@ class _Run:
             seconds=time.monotonic() - start,
             notes=tuple(self.notes),
         )
+
+    @contextlib.contextmanager
+    def _active(self):  # type: ignore[no-untyped-def]
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(self)
+        try:
+            yield
+        finally:
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(self)
 
     def _prepare(self) -> Optional[str]:
         """Build the implementation once; check clock injection when the scenario needs it."""
@@ -217,7 +242,7 @@ class _Run:
             if not self.stop.is_set():
                 self.say(f"draining for {self.sc.drain:g} s")
                 self.stop.wait(self.sc.drain)
-            finished = True
+            finished = not self.aborted
         except StartError as e:
             raise RunError(str(e)) from None
         finally:
