@@ -1,9 +1,10 @@
 """Clock injection (SPEC §3 `clock_offset`, `clock_step`) with the PyPI libfaketime library.
 
 A `FakeClock` is one process's fake wall clock: a timestamp file holding a relative offset
-that libfaketime re-reads on every clock call, so `set_offset` steps the clock of a running
-process. `env()` is the environment for the child only: libfaketime is never loaded into the
-harness. `selftest` checks, with a tiny probe per runtime, that injection is faithful.
+that libfaketime re-reads once per real second, so `set_offset` steps the clock of a running
+process (within STEP_LATENCY). `env()` is the environment for the child only: libfaketime is
+never loaded into the harness. `selftest` checks, with a tiny probe per runtime, that
+injection is faithful.
 See docs/clock.md for the measurements behind the settings.
 """
 
@@ -24,7 +25,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import IO, Optional
 
 LIBRARY_IN_PACKAGE = Path("vendor", "libfaketime", "src", "libfaketime.so.1")
 PROBES = Path(__file__).resolve().parent / "probes"
@@ -35,7 +36,6 @@ WALL_TOLERANCE = 2.0
 STEP_LATENCY = 1.0
 STEP_WITHIN = 1.5
 MONOTONIC_TOLERANCE = 0.5
-WAIT_SECONDS = 0.5
 WAIT_BOUNDS = (0.4, 1.5)
 COMMAND_LIMIT = 3.0
 # What each probe command waits with, per runtime (the names used in reasons).
@@ -99,8 +99,8 @@ class FakeClock:
         return parse_offset(self.path.read_text())
 
     def set_offset(self, offset: float) -> None:
-        """Write the offset atomically (temp file + rename); a running process sees it at its
-        next clock call (a `clock_step`)."""
+        """Write the offset atomically (temp file + rename); a running process sees it within
+        STEP_LATENCY (a `clock_step`)."""
         temp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         temp.write_text(format_offset(offset))
         os.replace(temp, self.path)
@@ -173,9 +173,12 @@ def java_probe(cache_root: Path) -> list[str]:
     classes = cache_root / f"java-{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
     if not (classes / "ClockProbe.class").is_file():
         temp = cache_root / f".java-{os.getpid()}-{threading.get_ident()}"
-        done = subprocess.run(
-            [javac, "-d", str(temp), str(source)], capture_output=True, text=True, timeout=60
-        )
+        try:
+            done = subprocess.run(
+                [javac, "-d", str(temp), str(source)], capture_output=True, text=True, timeout=60
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ClockUnavailable(f"javac failed on the clock probe: {exc}") from None
         if done.returncode != 0:
             raise ClockUnavailable(f"javac failed on the clock probe: {last_line(done.stderr)}")
         with contextlib.suppress(OSError):  # a concurrent compile may have won the rename
@@ -205,22 +208,31 @@ class ProbeTimeout(Exception):
     """The probe gave no reply in time (or exited)."""
 
 
+def start_probe(argv: list[str], env: Mapping[str, str], stderr: IO[bytes]) -> subprocess.Popen:
+    """Popen the probe in its own session with piped text stdin/stdout and `env` added."""
+    try:
+        return subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            start_new_session=True,
+            text=True,
+            errors="replace",
+            bufsize=1,
+        )
+    except OSError as exc:
+        raise ClockUnavailable(f"cannot start the clock probe {argv[0]}: {exc}") from None
+
+
 class ProbeProcess:
     """A probe child with a line reader; `ask` sends one command and times the reply."""
 
     def __init__(self, argv: list[str], env: Mapping[str, str], stderr_path: Path) -> None:
         self.stderr_path = stderr_path
         with open(stderr_path, "wb") as stderr:
-            self.popen = subprocess.Popen(
-                argv,
-                env={**os.environ, **env},
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                start_new_session=True,
-                text=True,
-                bufsize=1,
-            )
+            self.popen = start_probe(argv, env, stderr)
         self.lines: queue.Queue[Optional[str]] = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -357,7 +369,9 @@ def check_monotonic(
         )
 
 
-def check_waits(probe: ProbeProcess, runtime: str, phase: str, figures: dict, deadline: float):
+def check_waits(
+    probe: ProbeProcess, runtime: str, phase: str, figures: dict, deadline: float
+) -> None:
     """Every timed wait of the runtime takes WAIT_BOUNDS real seconds."""
     for command, name in WAITS[runtime].items():
         limit = max(0.0, min(COMMAND_LIMIT, deadline - time.monotonic()))

@@ -228,3 +228,14 @@ def test_the_harness_itself_never_loads_libfaketime(start: Start) -> None:
 )
 def test_runtime_of(argv0: str, runtime: str) -> None:
     assert clock.runtime_of(argv0) == runtime
+
+
+def test_unusable_probe_is_a_clear_verdict(tmp_path: Path) -> None:
+    support = clock.measure("cobol", False, tmp_path, 5)
+    assert (support.ok, support.reason) == (
+        False,
+        "unknown runtime 'cobol' (python, java or native)",
+    )
+    fake = FakeClock(tmp_path / "o", 0, False)
+    with pytest.raises(ClockUnavailable, match=r"^cannot start the clock probe /no/such/program"):
+        ProbeProcess(["/no/such/program"], fake.env(), tmp_path / "err")
