@@ -16,7 +16,8 @@ from checkers import RULES, TraceError, check_path
 
 RULE_HELP = {
     "no-miss": (
-        "m owed to p (online at m, or offline and reconnected within td - tol) never arrived",
+        "m owed to p (online at m, or offline and reconnected within td - tol) never arrived; "
+        "exempt when p was killed while it may have been in flight",
         "no-miss p2 M0000007: p2 offline at M0000007 (sent [3.012, 3.020]): reconnected "
         "[9.500, 9.530]: 9.530 - 3.012 = 6.518 <= td 10.0 - tol 1.0; never delivered",
     ),
@@ -35,7 +36,8 @@ RULE_HELP = {
         "member (never registered, or deregistered) when it was sent; delivered at 9.100",
     ),
     "immediacy": (
-        "p online at m got it more than L after the msend completed (batched)",
+        "p online at m got it more than L after the msend completed, or after resume + L "
+        "when p or the coordinator was paused (batched)",
         "immediacy p2 M0000005: p2 online at M0000005 (sent [4.000, 4.010]): first delivery "
         "6.500 - 4.010 = 2.490 > L 1.0, no disconnect/deregister invoked by 5.010",
     ),

@@ -245,14 +245,14 @@ def participant_crash(_: int) -> Scenario:
     s = Script(
         "participant-crash-restart",
         3,
-        td=3.0,
+        td=4.0,
         description="a participant is killed "
         "while online; messages sent while it is dead arrive after restart + reconnect",
         profiles=("faults",),
     )
     s.all(0.0, "register", gap=0.05)
     s.at(0.6, "1", "msend").at(1.2, "3", "kill").at(1.6, "1", "msend").at(1.9, "2", "msend")
-    s.at(2.2, "3", "restart").at(2.5, "3", "reconnect").at(3.0, "2", "msend")
+    s.at(3.0, "3", "restart").at(3.5, "3", "reconnect").at(4.0, "2", "msend")
     return s.build()
 
 
