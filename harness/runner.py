@@ -191,20 +191,27 @@ class _Run:
         return self._clock_check() if self.sc.needs_clock else None
 
     def _clock_check(self) -> Optional[str]:
+        """Why this scenario's clock faults cannot be applied faithfully here, or None: each
+        runtime that gets a fake clock is self-tested once (harness.clock.selftest)."""
         from harness import clock
 
-        targets = {t for t, _ in self.sc.clock_offsets}
-        targets |= {s.target for s in self.sc.steps if s.action == "clock_step"}
-        kinds = {"coordinator" if t == COORDINATOR else "participant" for t in targets}
-        for kind in sorted(kinds):
+        needs: dict[str, str] = {}  # process kind -> the strongest clock fault it gets
+        for target, _ in self.sc.clock_offsets:
+            needs.setdefault(_kind(target), "clock_offset")
+        for step in self.sc.steps:
+            if step.action == "clock_step":
+                needs[_kind(step.target)] = "clock_step"
+        for kind, fault in sorted(needs.items()):
             spec = self.adapter.coordinator if kind == "coordinator" else self.adapter.participant
             runtime = clock.runtime_of(spec.cmd[0])
             try:
                 support = clock.selftest(runtime, self.adapter.clock.fake_monotonic, _cache_dir())
+                clock.FakeClock(_cache_dir() / "env-check", 0.0, False).env()
             except clock.ClockUnavailable as e:
                 return f"clock faults skipped: {e}"
-            if not support.ok:
-                return f"clock faults skipped for the {kind} ({runtime}): {support.reason}"
+            reason = support.skip_reason(fault)
+            if reason:
+                return f"{fault} skipped for the {kind} ({runtime}): {reason}"
         return None
 
     @contextlib.contextmanager
@@ -667,6 +674,10 @@ def _signals_deferred():  # type: ignore[no-untyped-def]
             handler(came[0], None)
         elif handler == signal.SIG_DFL:
             os.kill(os.getpid(), came[0])
+
+
+def _kind(target: str) -> str:
+    return "coordinator" if target == COORDINATOR else "participant"
 
 
 def _bind_error(port: int) -> str:
