@@ -204,8 +204,10 @@ def seen_within(driver: Driver, token: str, seconds: float) -> bool:
 
 def faketime(offset_file: Path, offset: float) -> dict[str, str]:
     """Environment that runs a process with its wall clock off by the offset written in
-    `offset_file` (re-read at every call, so rewriting the file steps the clock); the
-    monotonic clock stays real."""
+    `offset_file` (re-read at every call, so rewriting the file steps the clock at once); the
+    monotonic clock stays real. FAKETIME_NO_CACHE=1 is unsafe for programs whose threads read
+    the clock concurrently (docs/clock.md), but these are Python processes, whose clock calls
+    the GIL serialises; it spares the tests the up-to-1 s step latency of the harness setting."""
     spec = importlib.util.find_spec("libfaketime")
     if spec is None or not spec.submodule_search_locations:
         pytest.skip("the libfaketime package is not installed")
