@@ -30,7 +30,7 @@ from harness.scenario import COORDINATOR, Scenario, Step
 
 Progress = Callable[[str], None]
 HOST = "127.0.0.1"
-PROBE_GRACE = 1.0  # seconds a released port may take to become bindable after the reply
+PROBE_GRACE = 2.0  # seconds a released port may take to become bindable after the reply
 LOG_NAME = "messages.log"
 
 
@@ -206,7 +206,7 @@ class _Run:
             runtime = clock.runtime_of(spec.cmd[0])
             try:
                 support = clock.selftest(runtime, self.adapter.clock.fake_monotonic, _cache_dir())
-                clock.FakeClock(_cache_dir() / "env-check", 0.0, False).env()
+                clock.FakeClock(self.run_dir / "clock-check", 0.0, False).env()
             except clock.ClockUnavailable as e:
                 return f"clock faults skipped: {e}"
             reason = support.skip_reason(fault)
@@ -498,7 +498,7 @@ class _Run:
             part.port = port
         if f in ("disconnect", "deregister") and pending.outcome == "ok" and part.port:
             part.proxy.release_delivery_ports()
-            self._probe(part)
+            self._probe(part, pending)
         if a.commands.min_gap:
             self.stop.wait(a.commands.min_gap)
 
@@ -576,15 +576,17 @@ class _Run:
         assert self.rec is not None
         return self.rec.emit(event)
 
-    def _probe(self, part: _Participant) -> None:
-        """Right after a disconnect/deregister: can thread-B's port be bound again?"""
+    def _probe(self, part: _Participant, pending: _Pending) -> None:
+        """Once a disconnect/deregister has returned (its reply line, when the adapter has a
+        done_pattern; else its completion): can thread-B's port be bound again? Retried for
+        PROBE_GRACE seconds so a busy machine's scheduling delay is not a violation."""
         port = part.port
         assert port is not None
+        replied = self._await_reply(part, pending)
         deadline = time.monotonic() + PROBE_GRACE
-        error = ""
         while True:
             error = _bind_error(port)
-            if not error or time.monotonic() >= deadline:
+            if not error or time.monotonic() >= deadline or self.stop.is_set():
                 break
             time.sleep(0.01)
         event: dict[str, Any] = {
@@ -593,10 +595,22 @@ class _Run:
             "probe": "port_released",
             "port": port,
             "ok": not error,
+            "after": "reply line" if replied else "completion",
         }
         if error:
             event["error"] = f"{error} (still after {PROBE_GRACE:g} s)"
         self._emit(event)
+
+    def _await_reply(self, part: _Participant, pending: _Pending) -> bool:
+        """Wait (op_timeout at most) for the command's reply line, if the adapter matches one."""
+        if self.done_re is None:
+            return False
+        deadline = time.monotonic() + self.adapter.timing.op_timeout
+        while part.done_lines < pending.index and not self.stop.is_set():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return part.done_lines >= pending.index
 
     # ------------------------------------------------------------------ faults
 

@@ -224,6 +224,7 @@ def _step_scenario(name: str, step: float, description: str) -> Callable[[int], 
         s = Script(
             name,
             3,
+            td=2.0 if step < 0 else 4.0,
             clock_offsets=((COORDINATOR, 0.0),),
             description=description,
             profiles=("faults",),
@@ -233,8 +234,9 @@ def _step_scenario(name: str, step: float, description: str) -> Callable[[int], 
         if step < 0:  # back: 0.8's message must expire although the wall clock went back
             s.at(1.2, COORDINATOR, "clock_step", offset=step).at(4.8, "2", "msend")
             s.at(5.2, "3", "reconnect")
-        else:  # forward: 0.8's message is owed although the wall clock jumped ahead
-            s.at(1.1, COORDINATOR, "clock_step", offset=step).at(1.4, "3", "reconnect")
+        else:  # forward (td 4): 0.8's message is owed although the wall clock jumped ahead;
+            # the reconnect waits out libfaketime's step latency (harness.clock.STEP_LATENCY)
+            s.at(1.1, COORDINATOR, "clock_step", offset=step).at(2.6, "3", "reconnect")
         s.at(s.steps[-1].at + 0.5, "2", "msend")
         return s.build()
 
