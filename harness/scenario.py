@@ -114,7 +114,7 @@ class Script:
         if action == "msend" and "message" not in kw:
             kw["message"] = token(self._next_token)
             self._next_token += 1
-        self.steps.append(Step(at=t, action=action, target=target, **kw))
+        self.steps.append(Step(at=round(t, 6), action=action, target=target, **kw))
         return self
 
     def all(self, t: float, action: str, gap: float = 0.0) -> Script:
@@ -244,7 +244,8 @@ def from_json(data: Any, where: str) -> Scenario:
         seed=data.get("seed"),
         drain=_num(data, "drain", 2.0, where),
     )
-    return validate(sc, where)
+    validate(sc, where)
+    return replace(sc, steps=tuple(sorted(sc.steps, key=lambda s: s.at)))
 
 
 def load_file(path: Path) -> Scenario:
@@ -313,7 +314,7 @@ def _steps(value: Any, where: str) -> tuple[Step, ...]:
             )
         )
         prev = at
-    return tuple(sorted(steps, key=lambda s: s.at))
+    return tuple(steps)  # in file order, so errors name the step the user wrote
 
 
 def _step_time(raw: dict, prev: float, where: str, f: str) -> float:

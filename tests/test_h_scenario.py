@@ -250,7 +250,6 @@ def test_every_validation_error_is_one_line_naming_file_and_field(
     assert reason in message, message
 
 
-@pytest.mark.xfail(strict=True, reason="known: validate() indexes the steps after sorting them")
 def test_a_bad_step_is_named_by_its_position_in_the_file(tmp_path: Path) -> None:
     """Steps are sorted by time after loading; the error must still point at the step the
     user wrote (the first one in the file here), not at its sorted position."""
@@ -320,10 +319,9 @@ def test_header_form_of_every_builtin_round_trips(name: str) -> None:
     assert {f: getattr(back, f) for f in fields} == {f: getattr(sc, f) for f in fields}
 
 
-@pytest.mark.xfail(strict=True, reason="known: to_json rounds times to 1 us, Script does not")
 def test_exact_dataclass_round_trip_of_every_builtin() -> None:
-    """The stricter form of the above: from_json(to_json(sc)) == sc. Fails today for times
-    like 0.15000000000000002 (to_json rounds to 1 us; the builder does not)."""
+    """The stricter form of the above: from_json(to_json(sc)) == sc (the builder rounds times
+    to 1 us as to_json does, so 0.15000000000000002 cannot sneak in)."""
     inexact = [n for n in REGISTRY if from_json(get_scenario(n).to_json(), "h") != get_scenario(n)]
     assert inexact == []
 
