@@ -531,3 +531,48 @@ def test_a_reused_run_directory_is_refused_and_left_alone(tmp_path: Path) -> Non
         run_scenario(adapter, tiny("again"), tmp_path / "run")
     assert str(tmp_path / "run") in str(info.value)
     assert snapshot(tmp_path / "run") == before
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["sigint", "sigterm"])
+def test_interrupting_pams_grade_stops_every_run_in_progress(tmp_path: Path, sig: int) -> None:
+    """Two scenarios at a time; the signal comes once both are driving their schedules. pams
+    grade exits promptly (not after the battery), every started trace is truncated, and no
+    process of any of its runs is left."""
+    out = tmp_path / "grade"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", "grade", "--impl", "reference"]
+        + ["--profile", "basic", "-j", "2", "-o", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=REPO,
+        start_new_session=True,
+    )
+
+    def driving() -> list[Path]:
+        traces = list(out.glob("*/trace.jsonl"))
+        started = [t for t in traces if of_type(events_prefix(t), "invoke")]
+        return started if len(started) >= 2 else []
+
+    try:
+        started = wait_until(driving, 30, "two runs driving their schedules")
+        run_ids = {events_prefix(t)[0]["run_id"] for t in started}
+        interrupted = time.monotonic()
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=20)
+        took = time.monotonic() - interrupted
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert took <= 10, (took, stderr)
+    assert proc.returncode == 130, (proc.returncode, stderr)
+    assert "interrupted" in stderr, stderr
+    for run_id in run_ids:
+        assert nothing_left(run_id, out) == [], stderr
+    traces = list(out.glob("*/trace.jsonl"))
+    assert len(traces) < 10, "the battery was not run to its end"
+    for trace in started:
+        assert not of_type(events(trace), "end"), trace
