@@ -275,11 +275,13 @@ def test_ctrl_c_hammered_during_teardown_still_kills_a_sigterm_ignorer(tmp_path:
         start_new_session=True,
     )
     try:
-        wait_until(
-            lambda: trace.exists() and any(e["type"] == "invoke" for e in events(trace)),
-            25,
-            "the first invoke",
-        )
+
+        def ready() -> bool:  # every participant ignores SIGTERM by now, and ops are going
+            evs = events(trace) if trace.exists() else []
+            ignoring = {e["target"] for e in evs if e.get("line") == "ignoring SIGTERM"}
+            return ignoring == {"1", "2", "3"} and any(e["type"] == "invoke" for e in evs)
+
+        wait_until(ready, 25, "SIGTERM ignored by every participant and the first invoke")
         run_id = events(trace)[0]["run_id"]
         assert len(leftovers(run_id, out)) == 4  # coordinator and three participants
         started = time.monotonic()
@@ -297,4 +299,11 @@ def test_ctrl_c_hammered_during_teardown_still_kills_a_sigterm_ignorer(tmp_path:
     assert proc.returncode in (130, -signal.SIGINT), stderr
     assert "interrupted" in stderr or "KeyboardInterrupt" in stderr, stderr
     assert nothing_left(run_id, out) == []
-    assert events(trace)[-1]["type"] != "end"
+    evs = events(trace)
+    assert evs[-1]["type"] != "end"
+    killed = {
+        e["target"]: e["returncode"]
+        for e in evs
+        if e["type"] == "process" and e["event"] == "kill" and e["target"] != "coordinator"
+    }
+    assert killed == {p: -signal.SIGKILL for p in ("1", "2", "3")}, "teardown got to SIGKILL"
