@@ -8,10 +8,8 @@ with `--profile`, every mutant runs every scenario of that profile (or `all`) in
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import tempfile
-import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -66,20 +64,8 @@ def run_cell(mutant: str, scenario: str, out: Path) -> Cell:
 
 def run_matrix(jobs: list[tuple[str, str]], out: Path, workers: int = WORKERS) -> list[Cell]:
     """Every (mutant, scenario) job, `workers` at a time; each run in its own directory."""
-    from harness.scenarios import get_scenario
-
-    clock_lock = threading.Lock()
-
-    def run(job: tuple[str, str]) -> Cell:
-        mutant, scenario = job
-        # One clock scenario at a time: the runner's clock check writes one shared file under
-        # a per-process temporary name, which concurrent runs in one process trip over.
-        lock = clock_lock if get_scenario(scenario).needs_clock else contextlib.nullcontext()
-        with lock:
-            return run_cell(mutant, scenario, out / f"{mutant}--{scenario}")
-
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(run, jobs))
+        return list(pool.map(lambda j: run_cell(j[0], j[1], out / f"{j[0]}--{j[1]}"), jobs))
 
 
 def _jobs(catalogue: dict[str, dict]) -> list[tuple[str, str]]:
@@ -93,20 +79,19 @@ def catalogue_jobs() -> list[tuple[str, str]]:
 
 def problems(cells: list[Cell]) -> list[str]:
     """What contradicts MUTANTS.toml: a catching scenario without a verdict or that fails none
-    of the rules it must catch the mutant by (unless it is `timing_limited`), a rule failed
-    that is not expected, an `also_fails` rule that no scenario failed."""
+    of the rules it must catch the mutant by, a rule failed that is not expected, an
+    `also_fails` rule that no scenario failed."""
     found = []
     for mutant, entry in CATALOGUE.items():
         must, also = set(entry["rules"]), set(entry["also_fails"])
         catches = entry.get("catches", {})
-        limited = entry.get("timing_limited", {})
         mine = [c for c in cells if c.mutant == mutant and c.scenario in entry["scenarios"]]
         judged = [c for c in mine if c.skipped is None]
         for c in judged:
             by = set(catches.get(c.scenario, must))
             if c.error:
                 found.append(f"{mutant} on {c.scenario}: could not run: {c.error}")
-            elif not c.violated & by and c.scenario not in limited:
+            elif not c.violated & by:
                 found.append(
                     f"{mutant} survived {c.scenario}: none of {sorted(by)} failed"
                     f" (violated: {sorted(c.violated)}; {c.run_dir})"
@@ -124,7 +109,7 @@ def problems(cells: list[Cell]) -> list[str]:
 def render(cells: list[Cell]) -> str:
     """The kill matrix, one row per mutant: X = failed one of its rules, x = failed a rule its
     bug breaks too, ! = failed an unexpected rule, . = passed; then the scenarios that failed
-    it (with their rules) and those that did not (~ timing-limited, s skipped, E error)."""
+    it (with their rules) and those that did not (s skipped, E error)."""
     from checkers.verdict import RULES
 
     width = max(map(len, CATALOGUE))
@@ -136,16 +121,16 @@ def render(cells: list[Cell]) -> str:
         violated = set().union(*(c.violated for c in mine))
         marks = " ".join(f"{_mark(rule, violated, entry):>{len(rule)}}" for rule in RULES)
         killed = [f"{c.scenario} ({', '.join(sorted(c.violated))})" for c in mine if c.violated]
-        survived = [_survivor(c, entry) for c in mine if not c.violated]
+        survived = [_survivor(c) for c in mine if not c.violated]
         tail = "; ".join(killed) + (f" | survived: {', '.join(survived)}" if survived else "")
         lines.append(f"{mutant:<{width}} {marks}  {tail}")
     return "\n".join(lines)
 
 
-def _survivor(cell: Cell, entry: dict) -> str:
+def _survivor(cell: Cell) -> str:
     if cell.skipped or cell.error:
         return f"{cell.scenario} ({'s' if cell.skipped else 'E'})"
-    return cell.scenario + (" (~)" if cell.scenario in entry.get("timing_limited", {}) else "")
+    return cell.scenario
 
 
 def _mark(rule: str, violated: set[str], entry: dict) -> str:
@@ -176,7 +161,7 @@ def test_problems_reports_survivors_and_stray_rules() -> None:
     skipped run are not."""
     good = _expected()
     assert problems(good) == []
-    om, fwd = "online-multicast", "coordinator-step-forward"
+    om = "online-multicast"
     survived = problems(_with(good, om, Cell("batches", om)))
     assert len(survived) == 1
     assert survived[0].startswith(f"batches survived {om}: none of ['immediacy'] failed")
@@ -191,7 +176,6 @@ def test_problems_reports_survivors_and_stray_rules() -> None:
         f"phantom on {om}: could not run: boom"
     ]
     assert problems(_with(good, om, Cell("phantom", om, skipped="no clock"))) == []
-    assert problems(_with(good, fwd, Cell("wall-clock", fwd))) == []  # timing-limited
 
 
 @pytest.mark.timeout(240)
