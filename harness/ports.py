@@ -3,8 +3,11 @@ kernel's ephemeral range (an outgoing connection could otherwise take one a mome
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -32,13 +35,20 @@ def bindable(port: int, host: str = "127.0.0.1") -> bool:
 
 
 class PortPicker:
-    """Hands out distinct bindable ports of [lo, hi]; never the same port twice per picker."""
+    """Hands out distinct bindable ports of [lo, hi]. Each port is also reserved for the
+    picker's lifetime by a file in `registry` (created exclusively, holding our pid), so runs
+    in other threads or processes on this machine never pick it meanwhile; `close()` frees
+    them, and a reservation whose process is gone is taken over."""
 
-    def __init__(self, lo: int, hi: int, seed: int | None = None) -> None:
+    def __init__(
+        self, lo: int, hi: int, seed: int | None = None, registry: Path | None = None
+    ) -> None:
         self.lo, self.hi = lo, hi
         self._used: set[int] = set()
         self._lock = threading.Lock()
         self._random = random.Random(seed)
+        self._registry = registry or Path(tempfile.gettempdir()) / "pams-ports"
+        self._registry.mkdir(parents=True, exist_ok=True)
         elo, ehi = ephemeral_range()
         self._preferred = [(a, b) for a, b in _outside(lo, hi, elo, ehi) if a <= b]
 
@@ -51,11 +61,54 @@ class PortPicker:
                     continue
                 for _ in range(200):
                     port = self._random.randint(lo, hi)
-                    if port not in self._used and bindable(port):
+                    if port not in self._used and bindable(port) and self._reserve(port):
                         self._used.add(port)
                         return port
         where = f"{self.lo}-{self.hi}" + (f" with {width} digits" if width else "")
         raise RuntimeError(f"no free TCP port in {where}")
+
+    def close(self) -> None:
+        """Free every reservation of this picker (idempotent)."""
+        with self._lock:
+            for port in self._used:
+                with contextlib.suppress(OSError):
+                    (self._registry / str(port)).unlink()
+            self._used.clear()
+
+    def _reserve(self, port: int) -> bool:
+        path = self._registry / str(port)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not _stale(path):
+                    return False
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                continue
+            except OSError:
+                return True  # no usable registry: fall back to the bind check alone
+            with os.fdopen(fd, "w") as f:
+                f.write(str(os.getpid()))
+            return True
+        return False
+
+
+def _stale(path: Path) -> bool:
+    """A reservation whose owning process no longer exists."""
+    try:
+        pid = int(path.read_text() or "0")
+    except (OSError, ValueError):
+        return False  # being written right now
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _outside(lo: int, hi: int, elo: int, ehi: int) -> list[tuple[int, int]]:

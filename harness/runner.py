@@ -265,6 +265,7 @@ class _Run:
                 self.logs.close()  # a final read and flush of every log
             with contextlib.suppress(Exception):
                 self.hub.close()
+            self.ports.close()
             if finished:
                 self.rec.finish()
             else:

@@ -191,6 +191,7 @@ def participant_skew(_: int) -> Scenario:
     s = Script(
         "participant-skew",
         3,
+        td=3.0,
         clock_offsets=(("1", 60.0), ("2", -60.0)),
         description="participant wall clocks off by +60 s and -60 s: expiry must not "
         "depend on them",
@@ -200,7 +201,7 @@ def participant_skew(_: int) -> Scenario:
     s.at(0.6, "3", "disconnect").at(0.9, "2", "msend").at(1.2, "1", "msend")
     s.at(1.6, "3", "reconnect").at(2.0, "1", "disconnect").at(2.2, "2", "msend")
     s.at(2.6, "1", "reconnect").at(3.0, "2", "disconnect").at(3.3, "1", "msend")
-    s.at(7.0, "2", "reconnect").at(7.5, "3", "msend")
+    s.at(8.5, "2", "reconnect").at(9.0, "3", "msend")  # td 3: 3.3's message is 5.2 s old
     return s.build()
 
 
