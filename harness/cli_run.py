@@ -199,6 +199,9 @@ def report(result: RunResult, args: argparse.Namespace) -> int:
         print(f"note: {note}", file=sys.stderr)
     if result.error:
         print(f"pams: cannot run the implementation: {result.error}", file=sys.stderr)
+        print(
+            f"pams: configs, output and any partial trace are in {result.run_dir}", file=sys.stderr
+        )
         return EXIT_ERROR
     if result.skipped:
         print(f"SKIPPED {result.scenario}: {result.skipped}")
