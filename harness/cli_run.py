@@ -198,9 +198,10 @@ def report(result: RunResult, args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.error:
-        print(f"pams: cannot run the implementation: {result.error}", file=sys.stderr)
         print(
-            f"pams: configs, output and any partial trace are in {result.run_dir}", file=sys.stderr
+            f"pams: cannot run the implementation: {result.error} (run directory "
+            f"{result.run_dir})",
+            file=sys.stderr,
         )
         return EXIT_ERROR
     if result.skipped:
