@@ -117,9 +117,22 @@ def clean_run_problems(outcome: Outcome) -> list[str]:
             problems.append(f"op {invoke['op']} {invoke['f']} of p{invoke['participant']}: {what}")
     got = {(e["participant"], e["message"]) for e in outcome.of("deliver")}
     for invoke in outcome.of("invoke"):
-        if invoke["f"] == "msend" and (invoke["participant"], invoke["message"]) not in got:
+        if invoke["f"] != "msend" or (invoke["participant"], invoke["message"]) in got:
+            continue
+        if not _left_soon_after(outcome, invoke):
             problems.append(f"p{invoke['participant']} never logged its own {invoke['message']}")
     return problems
+
+
+def _left_soon_after(outcome: Outcome, msend: dict, latency_bound: float = 1.0) -> bool:
+    """The sender invoked disconnect/deregister within L of its msend: its own copy may have
+    been in flight and is not owed to it (SPEC §6), so its absence is not unclean."""
+    return any(
+        e["participant"] == msend["participant"]
+        and e["f"] in ("disconnect", "deregister")
+        and msend["t"] < e["t"] <= msend["t"] + latency_bound + 0.5
+        for e in outcome.of("invoke")
+    )
 
 
 def _logs(outcome: Outcome) -> dict[str, bytes]:
