@@ -198,11 +198,8 @@ def report(result: RunResult, args: argparse.Namespace) -> int:
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
     if result.error:
-        print(
-            f"pams: cannot run the implementation: {result.error} (run directory "
-            f"{result.run_dir})",
-            file=sys.stderr,
-        )
+        where = f"(run directory {result.run_dir})"
+        print(f"pams: cannot run the implementation: {result.error} {where}", file=sys.stderr)
         return EXIT_ERROR
     if result.skipped:
         print(f"SKIPPED {result.scenario}: {result.skipped}")
