@@ -110,7 +110,8 @@ def run_scenario(
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out}: run directory exists and is not empty")
-    return _Run(adapter, scenario, out, progress or (lambda _m: None)).execute()
+    # absolute: each process runs in its own directory, so {config}/{log} must not be relative
+    return _Run(adapter, scenario, out.absolute(), progress or (lambda _m: None)).execute()
 
 
 class _Run:

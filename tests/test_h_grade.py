@@ -142,6 +142,26 @@ startup = 3.0
     assert "online-multicast: coordinator exited with code 3" in done.stdout
 
 
+@pytest.mark.timeout(90)
+def test_default_output_directory_is_relative_to_where_pams_runs(tmp_path: Path) -> None:
+    """Without -o, traces go under ./pams-grade/TIME; the processes, which run in their own
+    directories, still find their configs and logs (paths handed to them are absolute)."""
+    done = pams(
+        "grade",
+        "--impl",
+        "reference",
+        "--scenario",
+        "offline-within-td",
+        "-q",
+        cwd=tmp_path,
+        timeout=80,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (stamp,) = (tmp_path / "pams-grade").iterdir()
+    assert check_path(str(stamp / "offline-within-td" / "trace.jsonl")).passed
+    assert f"traces: pams-grade/{stamp.name}" in done.stdout
+
+
 @pytest.mark.timeout(60)
 def test_grade_rejects_bad_input_in_one_line(tmp_path: Path) -> None:
     done = pams("grade", "--impl", str(tmp_path / "missing.toml"), cwd=tmp_path, timeout=30)
