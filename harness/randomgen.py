@@ -39,7 +39,8 @@ def generate(
         td,
         profiles=profiles,
         seed=seed,
-        description=f"random schedule (seed {seed}, {n} participants)",
+        description=f"random schedule (seed {seed}, {n} participants)"
+        + (", with crashes, pauses and partitions" if faults else ""),
     )
     members = {p: _Member() for p in script.participants}
     for i, p in enumerate(script.participants):
