@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from checkers import TraceError, check_path
 from harness.adapter import Adapter, AdapterError, load_adapter
-from harness.runner import RunResult, run_scenario
+from harness.runner import RunResult, fresh_dir, run_scenario
 from harness.scenario import Scenario, ScenarioError, from_json, load_file
 from harness.scenarios import PROFILES, REGISTRY, get_scenario
 
@@ -41,12 +41,6 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         "implementation could not be run or the input is bad.",
     )
     parser.add_argument(
-        "--impl",
-        required=True,
-        metavar="ADAPTER",
-        help="adapter TOML file, or 'reference' for the bundled one",
-    )
-    parser.add_argument(
         "--scenario",
         required=True,
         metavar="NAME|FILE",
@@ -67,14 +61,17 @@ def add_replay(sub: argparse._SubParsersAction) -> None:
         "it. Exit codes as for run.",
     )
     parser.add_argument("trace", metavar="TRACE", help="a recorded trace (.jsonl)")
-    parser.add_argument(
-        "--impl", required=True, metavar="ADAPTER", help="adapter TOML file, or 'reference'"
-    )
     add_common(parser)
     parser.set_defaults(func=cmd_replay)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--impl",
+        required=True,
+        metavar="ADAPTER",
+        help="adapter TOML file, or 'reference' for the bundled one",
+    )
     parser.add_argument(
         "-o",
         "--output",
@@ -151,16 +148,7 @@ def scenario_of_trace(path: Path) -> Scenario:
 
 def run_dir(output: Optional[Path], name: str) -> Path:
     """The run directory: `output` if empty or absent, else a fresh one under pams-runs/."""
-    if output is None:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        output = Path("pams-runs") / f"{stamp}-{name}"
-        n = 1
-        while output.exists():
-            n += 1
-            output = Path("pams-runs") / f"{stamp}-{name}-{n}"
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise ValueError(f"{output}: output directory exists and is not empty")
-    return output
+    return fresh_dir(output, "pams-runs", name)
 
 
 def run_and_report(

@@ -19,7 +19,7 @@ from checkers import RULES
 from harness import adapter as adapters
 from harness.adapter import Adapter, AdapterError, load_adapter
 from harness.battery import ERROR, FAIL, NA, PASS, SKIPPED, Outcome, run_one
-from harness.runner import abort_all
+from harness.runner import abort_all, fresh_dir
 from harness.scenarios import PROFILES, REGISTRY, profile
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
@@ -115,15 +115,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
 
 
 def output_dir(output: Optional[Path]) -> Path:
-    if output is None:
-        output = Path("pams-grade") / time.strftime("%Y%m%d-%H%M%S")
-        n = 1
-        while output.exists():
-            n += 1
-            output = Path("pams-grade") / f"{time.strftime('%Y%m%d-%H%M%S')}-{n}"
-    if output.exists() and (not output.is_dir() or any(output.iterdir())):
-        raise ValueError(f"{output}: output directory exists and is not empty")
-    return output
+    return fresh_dir(output, "pams-grade")
 
 
 def run_battery(

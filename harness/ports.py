@@ -23,15 +23,21 @@ def ephemeral_range() -> tuple[int, int]:
         return 49152, 65535
 
 
-def bindable(port: int, host: str = "127.0.0.1") -> bool:
-    """True if nothing listens on host:port (a bind with SO_REUSEADDR, as servers do, works)."""
+def bind_error(port: int, host: str = "127.0.0.1") -> str:
+    """'' if a server could bind host:port now (SO_REUSEADDR, as servers set: nothing listens
+    there), else why not."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
-        except OSError:
-            return False
-        return True
+        except OSError as e:
+            return e.strerror or str(e)
+    return ""
+
+
+def bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """True if nothing listens on host:port."""
+    return not bind_error(port, host)
 
 
 class PortPicker:

@@ -10,9 +10,7 @@ import datetime
 import fcntl
 import itertools
 import os
-import re
 import signal
-import socket
 import sys
 import tempfile
 import threading
@@ -24,7 +22,7 @@ from typing import Any, Callable, Optional
 
 from harness import adapter as adapters
 from harness.adapter import Adapter
-from harness.ports import PortPicker
+from harness.ports import PortPicker, bind_error
 from harness.recorder import Recorder
 from harness.scenario import COORDINATOR, Scenario, Step
 
@@ -77,7 +75,6 @@ class _Participant:
     written: int = 0  # commands written to the current process
     done_lines: int = 0  # stdout lines of the current process matching done_pattern
     pending: Optional[_Pending] = None
-    partitioned: bool = False
 
     @property
     def log(self) -> Path:
@@ -98,6 +95,26 @@ def abort_all() -> None:
         run.stop.set()
 
 
+def require_empty(path: Path, what: str) -> Path:
+    """`path`, if it is absent or an empty directory (else ValueError naming `what`): old logs
+    in a reused directory would read as deliveries."""
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise ValueError(f"{path}: {what} exists and is not empty")
+    return path
+
+
+def fresh_dir(output: Optional[Path], root: str, name: str = "") -> Path:
+    """`output` (absent or empty), or a new `root/TIME[-name][-N]` when it is None."""
+    if output is not None:
+        return require_empty(output, "output directory")
+    stem = time.strftime("%Y%m%d-%H%M%S") + (f"-{name}" if name else "")
+    output, n = Path(root) / stem, 1
+    while output.exists():
+        n += 1
+        output = Path(root) / f"{stem}-{n}"
+    return output
+
+
 def run_scenario(
     adapter: Adapter,
     scenario: Scenario,
@@ -107,9 +124,7 @@ def run_scenario(
     """Run `scenario` against `adapter`, recording into `out_dir` (created; must be empty or
     absent, else ValueError: old logs there would read as deliveries). Never raises for the
     implementation's misbehaviour: see RunResult."""
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out}: run directory exists and is not empty")
+    out = require_empty(Path(out_dir), "run directory")
     # absolute: each process runs in its own directory, so {config}/{log} must not be relative
     return _Run(adapter, scenario, out.absolute(), progress or (lambda _m: None)).execute()
 
@@ -121,9 +136,7 @@ class _Run:
         self.ports = PortPicker(*adapter.ports)
         self.op_ids = itertools.count(1)
         self.lock = threading.Lock()
-        self.done_re = (
-            re.compile(adapter.commands.done_pattern) if adapter.commands.done_pattern else None
-        )
+        self.done_re = adapter.commands.done_re
         self.parts: dict[str, _Participant] = {}
         self.coordinator: Any = None
         self.coordinator_clock: Any = None
@@ -308,7 +321,7 @@ class _Run:
         return values
 
     def _env(self, values: dict[str, Any], fake_clock: Any) -> dict[str, str]:
-        env = {k: adapters.render(v, values) for k, v in self.adapter.env}
+        env = self.adapter.env_dict()
         env["PYTHONUNBUFFERED"] = env.get("PYTHONUNBUFFERED", "1")
         if fake_clock is not None:
             env.update(fake_clock.env())
@@ -587,7 +600,7 @@ class _Run:
         replied = self._await_reply(part, pending)
         deadline = time.monotonic() + PROBE_GRACE
         while True:
-            error = _bind_error(port)
+            error = bind_error(port, HOST)
             if not error or time.monotonic() >= deadline or self.stop.is_set():
                 break
             time.sleep(0.01)
@@ -639,10 +652,8 @@ class _Run:
         elif f == "partition":
             self._emit(event)
             part.proxy.partition()
-            part.partitioned = True
         elif f == "heal":
             part.proxy.heal()
-            part.partitioned = False
             self._emit(event)
         elif f == "clock_step":
             self._step_clock(part.clock, part.pid, step)
@@ -694,17 +705,6 @@ def _signals_deferred():  # type: ignore[no-untyped-def]
 
 def _kind(target: str) -> str:
     return "coordinator" if target == COORDINATOR else "participant"
-
-
-def _bind_error(port: int) -> str:
-    """'' if a server could bind `port` now (SO_REUSEADDR, as servers set), else why not."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError as e:
-            return e.strerror or str(e)
-    return ""
 
 
 def _cache_dir() -> Path:
