@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from harness.opmachine import COMPLETE_ON, DEFAULT_REFUSAL, EITHER, REPLY, Policy
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised by the py39/py310 tox environments
@@ -36,7 +38,17 @@ PROCESS_KINDS = ("coordinator", "participant")
 OUTPUT_CAP = 256 * 1024  # bytes of build output kept (the tail)
 
 # --- placeholders: the ONE table of which {name} has a value in which field -------------------
-_GLOBAL = frozenset({"python", "workdir", "td", "coordinator_host", "coordinator_port", "port2"})
+_GLOBAL = frozenset(
+    {
+        "python",
+        "workdir",
+        "td",
+        "coordinator_host",
+        "coordinator_port",
+        "coordinator_port2",
+        "port2",
+    }
+)
 _CONFIG = frozenset({"config", "config_name"})
 _LOG = frozenset({"log", "log_name", "id"})
 _BUILD_TIME = frozenset({"python", "workdir"})
@@ -59,7 +71,9 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
 }
 """Placeholders that have a value in each templated field (SPEC §4). `{port}` is the
 coordinator's listening port in coordinator fields and thread-B's port in register/reconnect.
-Fields not listed here (`name`, `workdir`, `commands.done_pattern`) are taken literally."""
+Fields not listed here (`name`, `workdir`, the `commands.*_pattern` regexes) are taken literally.
+`{coordinator_port2}` is the coordinator's second port (`{port2}` in coordinator fields), which
+participants reach through their own proxy like the first (docs/adapter.md)."""
 ALL_PLACEHOLDERS = frozenset().union(*PLACEHOLDERS.values())
 
 
@@ -88,17 +102,20 @@ class CoordinatorSpec:
 
 @dataclass(frozen=True)
 class ParticipantSpec:
-    """How to start a participant; `restart_on_exit` restarts one that exited before its next op."""
+    """How to start a participant; `restart_on_exit` restarts one that exited before its next op;
+    `exit_on_deregister` declares that it exits on deregister (not a crash)."""
 
     cmd: tuple[str, ...]
     config: str
     stdin_preamble: tuple[str, ...] = ()
     restart_on_exit: bool = True
+    exit_on_deregister: bool = False
 
 
 @dataclass(frozen=True)
 class Commands:
-    """The stdin line templates of the five operations, plus completion and pacing hints."""
+    """The stdin line templates of the five operations, plus what completes an op (the
+    op-completion machine's policy: docs/adapter.md, `[commands]`) and pacing."""
 
     register: str = "register {port}"
     deregister: str = "deregister"
@@ -106,12 +123,33 @@ class Commands:
     reconnect: str = "reconnect {port}"
     msend: str = "msend {message}"
     done_pattern: str = ""
+    reply_pattern: str = ""
+    refusal_pattern: str = DEFAULT_REFUSAL
+    prompt_pattern: str = ""
+    complete_on: str = ""  # "" = "either" with a done_pattern, else "reply"
     min_gap: float = 0.0
 
     @property
     def done_re(self) -> Optional[re.Pattern[str]]:
         """The compiled `done_pattern` (searched in each stdout line), or None when unset."""
         return re.compile(self.done_pattern) if self.done_pattern else None
+
+    @property
+    def prompt_re(self) -> Optional[re.Pattern[str]]:
+        """`prompt_pattern` anchored at the end of unterminated stdout text, or None."""
+        return re.compile(f"(?:{self.prompt_pattern})$") if self.prompt_pattern else None
+
+    def policy(self, latency: float, op_timeout: float) -> Policy:
+        """The op-completion policy these commands imply."""
+        how = self.complete_on or (EITHER if self.done_pattern else REPLY)
+        return Policy(
+            complete_on=how,
+            done_re=self.done_re,
+            reply_re=re.compile(self.reply_pattern) if self.reply_pattern else None,
+            refusal_re=re.compile(self.refusal_pattern) if self.refusal_pattern else None,
+            latency=latency,
+            op_timeout=op_timeout,
+        )
 
 
 @dataclass(frozen=True)
@@ -315,6 +353,11 @@ def _argv(value: object) -> Optional[str]:
     return None
 
 
+def _complete_on(value: object) -> Optional[str]:
+    ok = value in COMPLETE_ON
+    return None if ok else f"must be one of {', '.join(map(repr, COMPLETE_ON))}"
+
+
 def _bool(value: object) -> Optional[str]:
     return None if isinstance(value, bool) else "must be true or false"
 
@@ -388,10 +431,15 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
         "config": _Field(_string, required=True),
         "stdin_preamble": _Field(_strings),
         "restart_on_exit": _Field(_bool),
+        "exit_on_deregister": _Field(_bool),
     },
     "commands": {
         **{f: _Field(_non_empty) for f in COMMANDS},
         "done_pattern": _Field(_regex),
+        "reply_pattern": _Field(_regex),
+        "refusal_pattern": _Field(_regex),
+        "prompt_pattern": _Field(_regex),
+        "complete_on": _Field(_complete_on),
         "min_gap": _Field(_non_negative),
     },
     "clock": {"fake_monotonic": _Field(_bool)},

@@ -63,9 +63,10 @@ class LineSplitter:
     into `max_len`-byte pieces, so the buffer never holds more than `max_len` bytes between feeds.
     """
 
-    def __init__(self, max_len: int = MAX_LINE) -> None:
+    def __init__(self, max_len: int = MAX_LINE, prompt: Optional[re.Pattern[str]] = None) -> None:
         self._max = max_len
         self._buf = b""
+        self._prompt = prompt
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add `data`; return the complete lines (without b"\\n") it finished, in order."""
@@ -81,6 +82,11 @@ class LineSplitter:
             else:
                 break
         self._buf = buf[start:]
+        if self._buf and self._prompt is not None:
+            text = ANSI_RE.sub("", self._buf.decode("utf-8", errors="replace"))
+            if self._prompt.search(text):  # a prompt without newline ends the line
+                lines.append(self._buf)
+                self._buf = b""
         return lines
 
     def flush(self) -> list[bytes]:
@@ -161,6 +167,15 @@ def listening_inodes(port: int) -> set[int]:
     except OSError:
         listeners = proc_listeners()
     return {inode for p, inode in listeners if p == port}
+
+
+def listening_ports() -> set[int]:
+    """Every TCP port something listens on right now (IPv4 or IPv6, any address)."""
+    try:
+        listeners = netlink_listeners()
+    except OSError:
+        listeners = proc_listeners()
+    return {p for p, _ in listeners}
 
 
 def socket_inodes(pids: Iterable[int]) -> set[int]:
@@ -288,8 +303,10 @@ class Child:
         output_cap: int,
         on_line: Optional[LineCallback],
         on_exit: Optional[ExitCallback],
+        prompt: Optional[re.Pattern[str]] = None,
     ) -> None:
         self.target = target
+        self._prompt = prompt
         self.pid = popen.pid
         self._popen = popen
         self._emit = emit
@@ -428,7 +445,8 @@ class Child:
             self._emit({"type": "output", "target": self.target, "stream": "harness", "line": text})
 
     def _read(self, stream: str, fd: int) -> None:
-        splitter, count, poller = LineSplitter(), 0, select.poll()
+        prompt = self._prompt if stream == "stdout" else None
+        splitter, count, poller = LineSplitter(prompt=prompt), 0, select.poll()
         poller.register(fd, select.POLLIN)
         try:
             while not self._io_stop.is_set():
@@ -615,16 +633,18 @@ class Supervisor:
         env: Mapping[str, str],
         stdin: bool = True,
         on_line: Optional[LineCallback] = None,
+        prompt: Optional[re.Pattern[str]] = None,
     ) -> Child:
         """Start `argv` in `cwd` as its own process group, stdout/stderr recorded line by line;
-        `on_line(stream, line)` sees every line (ANSI-free). Raises StartError (one line)."""
+        `on_line(stream, line)` sees every line (ANSI-free); stdout text ending with a match of
+        `prompt` counts as a line without its newline. Raises StartError (one line)."""
         if self._closing:
             raise StartError(f"{target}: cannot start: the run is being torn down")
         if not argv:
             raise StartError(f"{target}: cannot start: empty command")
         full_env = {**os.environ, **env, RUN_ID_VAR: self.run_id, MARKER_VAR: self.marker}
         popen, fds = _spawn(target, argv, cwd, full_env, stdin)
-        child = Child(target, popen, fds, self._emit, self._cap, on_line, self._on_exit)
+        child = Child(target, popen, fds, self._emit, self._cap, on_line, self._on_exit, prompt)
         self._children.append(child)  # from here on, close() kills it whatever happens next
         try:
             self._emit({"type": "process", "target": target, "event": "start", "pid": popen.pid})

@@ -1,9 +1,12 @@
 """Recording TCP proxies, one per participant, in front of the coordinator (SPEC §3, §5).
 
 All proxies of a run share one asyncio loop in one daemon thread (`ProxyHub`). Each forwards
-every byte both ways, records it as a `wire` event, decides op completion, cuts the control
-path on `partition()`, and can interpose on delivery traffic by rewriting the thread-B port a
-register/reconnect request advertises. The decisions (`OpWatch`, `locate_port`) are pure.
+every byte both ways, records it as a `wire` event, reports what happens on the control path
+(request bytes, reply bytes, closes, refused connects, cuts) to a sink that decides op
+completion (`harness.opmachine`), cuts the control path on `partition()`, and can interpose on
+delivery traffic by rewriting the thread-B port a register/reconnect request advertises. A
+delivery port listens exactly while thread-B's own port does, so the coordinator sees what it
+would see without the proxy. The decisions (`InterposeWatch`, `locate_port`) are pure.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import re
 import socket
 import struct
 import threading
+import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Union
@@ -92,26 +96,21 @@ def rewrite_port(data: bytes, match: PortMatch, port: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class OpWatch:
-    """The armed op of one participant. Completion rule: once armed, a control connection that
-    carries participant bytes becomes a *sender*; the first coordinator byte, or the coordinator's
-    close (EOF or reset), on a sender connection completes the op. Bytes or closes on connections
-    that sent nothing since arming never complete it."""
+class InterposeWatch:
+    """The armed op of one participant, as far as port interposition goes: while `scanning`,
+    participant bytes are searched for thread-B's advertised `port`."""
 
     op: int
     f: str
     port: Optional[int]
-    scanning: bool  # still looking for the advertised port to interpose on
-    senders: frozenset = frozenset()
-    refused: bool = False  # a connection of this participant was refused while armed
+    scanning: bool
 
-    def sent(self, conn: int) -> OpWatch:
-        """After participant bytes on control connection `conn`."""
-        return self if conn in self.senders else replace(self, senders=self.senders | {conn})
 
-    def completed_by(self, conn: int) -> bool:
-        """True when a coordinator byte or close on `conn` completes the op."""
-        return conn in self.senders
+ControlSink = Callable[[str, int, bytes], None]
+"""`sink(kind, conn, data)`: kind is request / reply / close / refused / cut (SPEC: the events
+of the op-completion machine); called on the loop thread before the bytes are passed on."""
+ListeningPorts = Callable[[], "set[int]"]
+MIRROR_POLL = 0.01  # seconds between checks that each delivery port mirrors thread-B's
 
 
 def wants_interpose(f: str, port: Optional[int], rewrite_ports: bool) -> bool:
@@ -203,6 +202,7 @@ class _Link:
         self.ended: set[bool] = set()  # `initiator` flags of the sides that sent EOF
         self.done = False
         self.connected = False
+        self.connecting = False
         self.early: list[Optional[bytes]] = []  # initiator bytes (None: EOF) read before connected
 
     def who(self, side: _Side) -> str:
@@ -234,6 +234,7 @@ class _Link:
             return
         assert self.a.transport is not None
         self.a.transport.pause_reading()
+        self.connecting = True
         self.hub.spawn(self.connect())
 
     async def connect(self) -> None:
@@ -243,13 +244,18 @@ class _Link:
                 loop.create_connection(lambda: self.b, HOST, self.target_port), CONNECT_TIMEOUT
             )
         except (OSError, asyncio.TimeoutError) as exc:
+            self.connecting = False
             if not self.done:
                 self.refuse(self.who(self.b), f"refused: {_reason(exc)}")
             return
+        finally:
+            if self.done:
+                self.connecting = False
         if self.done:
             _reset(self.b.transport)
             return
         self.connected = True
+        self.connecting = False
         early, self.early = self.early, []
         for chunk in early:  # pause_reading is only advisory before reading starts (3.9)
             if chunk is None:
@@ -263,7 +269,7 @@ class _Link:
         """The connection could not be carried: reset the initiator so it sees a failure."""
         self.closed_event(by, reason)
         if self.channel == CONTROL:
-            self.proxy.refused()
+            self.proxy.control("refused", self.conn)
         self.finish(reset=True)
 
     def data(self, side: _Side, data: bytes) -> None:
@@ -286,8 +292,8 @@ class _Link:
         if out is not data:
             event["rewritten"] = base64.b64encode(out).decode("ascii")
         self.hub.emit(event)
-        if self.channel == CONTROL and not side.initiator:
-            self.proxy.inbound(self.conn)  # decided before the participant can see the byte
+        if self.channel == CONTROL:  # decided before the other side can see the bytes
+            self.proxy.control("request" if side.initiator else "reply", self.conn, data)
         target = self.peer(side).transport
         if target is not None:
             target.write(out)
@@ -302,7 +308,7 @@ class _Link:
         self.closed_event(self.who(side), "eof")
         self.ended.add(side.initiator)
         if self.channel == CONTROL and not side.initiator:
-            self.proxy.inbound(self.conn)
+            self.proxy.control("close", self.conn)
         target = self.peer(side).transport
         if target is not None and not target.is_closing() and target.can_write_eof():
             target.write_eof()
@@ -314,7 +320,7 @@ class _Link:
             return
         self.closed_event(self.who(side), _reason(exc) if exc is not None else "closed")
         if self.channel == CONTROL and not side.initiator:
-            self.proxy.inbound(self.conn)
+            self.proxy.control("close", self.conn)
         self.finish(reset=True)
 
     def throttle(self, side: _Side, paused: bool) -> None:
@@ -331,6 +337,8 @@ class _Link:
         """The harness ends this connection: both sides reset."""
         if not self.done:
             self.closed_event("harness", reason)
+            if self.channel == CONTROL and reason == "partition":
+                self.proxy.control("cut", self.conn)
             self.finish(reset=True)
 
     def finish(self, reset: bool) -> None:
@@ -364,24 +372,33 @@ class _Listener:
             task.result().close()
 
 
-class ParticipantProxy:
-    """The proxy of one participant: listens on 127.0.0.1:listen_port and forwards each
-    connection to the coordinator (runner-thread methods are thread-safe).
+@dataclass
+class _Mirror:
+    """A delivery port `port` of the harness standing for thread-B's port `target`: it listens
+    exactly while `target` does (loop thread only)."""
 
-    Op completion (SPEC §3): after `arm(op)`, a control connection on which the participant sends
-    bytes becomes a sender; the first coordinator byte, or the coordinator's close (EOF or
-    reset), on a sender connection calls `on_complete(op)` once, from the loop thread, before
-    that byte or close is passed on to the participant. Connections that sent nothing since
-    arming never complete it. `on_refused(op)` (once per op) when a connection made while armed
-    could not be carried: refused by the partition, or by the coordinator itself.
+    target: int
+    port: int
+    listener: Optional[_Listener] = None
+
+
+class ParticipantProxy:
+    """The proxy of one participant: listens on 127.0.0.1 control ports and forwards each
+    connection to the coordinator's matching port (runner-thread methods are thread-safe).
+
+    Every control event goes to `on_control(kind, conn, data)` on the loop thread, before the
+    bytes are passed on: `request` (participant bytes), `reply` (coordinator bytes), `close`
+    (the coordinator's EOF or reset), `refused` (a connection that could not be carried: the
+    partition, or the coordinator refused it), `cut` (the harness reset it: partition).
 
     Interposition (rewrite_ports, register/reconnect armed with port P): every participant chunk
     after arming is searched before it is forwarded (`locate_port`) until P is found once (a
-    listener Q forwarding to P is opened, then P is rewritten to Q: `interpose` event, and the
-    chunk's `wire` event carries the forwarded bytes as `rewritten`), found several times (left
-    alone), or the op ends (left alone: "port not found in request").
+    delivery port Q forwarding to P is set up, then P is rewritten to Q: `interpose` event, and
+    the chunk's `wire` event carries the forwarded bytes as `rewritten`), found several times
+    (left alone), or the op ends (left alone: "port not found in request"). Q listens exactly
+    while P does, so a coordinator connecting to it meets what it would meet at P.
 
-    Partition cuts the control path only: delivery (Q) connections and listeners stay up, so a
+    Partition cuts the control path only: delivery connections and ports stay up, so a
     partitioned participant stays online as far as the membership rules go.
     """
 
@@ -389,38 +406,32 @@ class ParticipantProxy:
         self,
         hub: ProxyHub,
         participant: str,
-        listen_port: int,
-        coordinator: tuple[str, int],
-        on_complete: Callable[[int], None],
+        on_control: ControlSink,
         port_source: Callable[[int], int],
         rewrite_ports: bool,
-        on_refused: Optional[Callable[[int], None]],
     ) -> None:
         self.hub = hub
         self.participant = participant
-        self.listen_port = listen_port
-        self.coordinator = coordinator
         self.rewrite_ports = rewrite_ports
-        self._on_complete = on_complete
-        self._on_refused = on_refused
+        self._on_control = on_control
         self._port_source = port_source
         self._lock = threading.Lock()
-        self._watch: Optional[OpWatch] = None
+        self._watch: Optional[InterposeWatch] = None
         self.partitioned = False  # loop thread only
-        self._delivery: list[_Listener] = []  # loop thread only
-        self._listener: Optional[_Listener] = None
+        self.mirrors: list[_Mirror] = []  # loop thread only
+        self._listeners: list[_Listener] = []
 
     # runner thread
 
     def arm(self, op: int, f: str, port: Optional[int] = None) -> None:
-        """Watch for `op`'s completion (replacing any armed op); call before writing its command
-        to the participant. With rewrite_ports, a register/reconnect's `port` is interposed on."""
-        watch = OpWatch(op, f, port, wants_interpose(f, port, self.rewrite_ports))
+        """`op` is the participant's current op (call before writing its command): with
+        rewrite_ports, a register/reconnect's advertised `port` is interposed on."""
+        watch = InterposeWatch(op, f, port, wants_interpose(f, port, self.rewrite_ports))
         with self._lock:
             self._watch = watch
 
     def disarm(self, op: int) -> None:
-        """Stop watching `op` (it timed out); no completion is reported for it afterwards."""
+        """`op` ended: stop looking for its port."""
         with self._lock:
             watch = self._watch
             if watch is None or watch.op != op:
@@ -437,16 +448,16 @@ class ParticipantProxy:
         self.hub.call(self._heal)
 
     def release_delivery_ports(self) -> None:
-        """Close this participant's delivery (Q) listeners; open delivery connections stay."""
+        """Close this participant's delivery ports now (its process died); each opens again
+        when its thread-B port listens again. Open delivery connections stay."""
         self.hub.call(self._release)
 
     # loop thread
 
-    def start(self, sock: socket.socket) -> None:
-        self._listener = _Listener(self.hub, sock, self._control_side)
-
-    def _control_side(self) -> _Side:
-        return _Link(self, CONTROL, self.coordinator[1]).a
+    def start(self, sock: socket.socket, target_port: int) -> None:
+        self._listeners.append(
+            _Listener(self.hub, sock, lambda: _Link(self, CONTROL, target_port).a)
+        )
 
     def _partition(self) -> None:
         self.partitioned = True
@@ -458,28 +469,57 @@ class ParticipantProxy:
         self.partitioned = False
 
     def _release(self) -> None:
-        for listener in self._delivery:
-            listener.close()
-        self._delivery = []
+        for mirror in self.mirrors:
+            if mirror.listener is not None:
+                mirror.listener.close()
+                mirror.listener = None
+
+    def connecting(self) -> bool:
+        """True while a control connection of this participant waits for the coordinator."""
+        return any(
+            link.proxy is self and link.channel == CONTROL and link.connecting
+            for link in self.hub.links
+        )
+
+    def follow(self, listening: set[int]) -> None:
+        """Open or close each delivery port as its thread-B port listens or not."""
+        for mirror in self.mirrors:
+            if mirror.target in listening and mirror.listener is None:
+                mirror.listener = self._open(mirror)
+            elif mirror.target not in listening and mirror.listener is not None:
+                mirror.listener.close()
+                mirror.listener = None
+
+    def _open(self, mirror: _Mirror) -> Optional[_Listener]:
+        try:
+            sock = _listen_socket(mirror.port)
+        except OSError:
+            return None
+        return _Listener(self.hub, sock, lambda: _Link(self, DELIVERY, mirror.target).a)
 
     def close_listeners(self) -> list[asyncio.Task]:
         """Close every listener of this proxy; returns their start tasks (to await)."""
-        listeners = [*self._delivery, *([self._listener] if self._listener else [])]
+        listeners = [m.listener for m in self.mirrors if m.listener is not None]
+        listeners += self._listeners
         self._release()
-        if self._listener is not None:
-            self._listener.close()
+        for listener in self._listeners:
+            listener.close()
         return [listener.task for listener in listeners]
+
+    def control(self, kind: str, conn: int, data: bytes = b"") -> None:
+        """Report a control event to the sink (a failing sink never breaks forwarding)."""
+        try:
+            self._on_control(kind, conn, data)
+        except Exception:
+            _log.exception("proxy: control sink failed on %s", kind)
 
     def outbound(self, conn: int, data: bytes) -> bytes:
         """Participant bytes on control connection `conn`: the bytes to forward."""
         with self._lock:
             watch = self._watch
-            if watch is None:
+            if watch is None or not watch.scanning or watch.port is None:
                 return data
-            watch = watch.sent(conn)
-            found = None
-            if watch.scanning and watch.port is not None:
-                found = locate_port(data, watch.port)
+            found = locate_port(data, watch.port)
             if found is not None:
                 watch = replace(watch, scanning=False)
             self._watch = watch
@@ -490,43 +530,25 @@ class ParticipantProxy:
             return data
         return self._interpose(watch, data, found)
 
-    def inbound(self, conn: int) -> None:
-        """A coordinator byte or close on control connection `conn`."""
-        with self._lock:
-            watch = self._watch
-            if watch is None or not watch.completed_by(conn):
-                return
-            self._watch = None
-        self._give_up_interpose(watch)
-        self.hub.callback(self._on_complete, watch.op)
-
-    def refused(self) -> None:
-        """A control connection of this participant was refused (partition or coordinator)."""
-        with self._lock:
-            watch = self._watch
-            if watch is None or watch.refused:
-                return
-            self._watch = replace(watch, refused=True)
-        if self._on_refused is not None:
-            self.hub.callback(self._on_refused, watch.op)
-
-    def _give_up_interpose(self, watch: OpWatch) -> None:
+    def _give_up_interpose(self, watch: InterposeWatch) -> None:
         if watch.scanning:
             self._interpose_event(watch, None, reason=NOT_FOUND)
 
-    def _interpose(self, watch: OpWatch, data: bytes, match: PortMatch) -> bytes:
+    def _interpose(self, watch: InterposeWatch, data: bytes, match: PortMatch) -> bytes:
         assert watch.port is not None
         width = len(str(watch.port)) if match.encoding == "decimal" else 0
-        listener = self._delivery_listener(width, watch.port)
-        if listener is None:
+        mirror = self._mirror(width, watch.port)
+        if mirror is None:
             self._interpose_event(watch, None, reason="no free proxy port")
             return data
-        self._interpose_event(watch, listener.port, encoding=match.encoding)
-        return rewrite_port(data, match, listener.port)
+        self._interpose_event(watch, mirror.port, encoding=match.encoding)
+        return rewrite_port(data, match, mirror.port)
 
-    def _delivery_listener(self, width: int, target: int) -> Optional[_Listener]:
-        """A new listener on a harness port of `width` digits (0: any) forwarding to thread-B's
-        port `target`; None when `port_source` gives no usable port in three tries."""
+    def _mirror(self, width: int, target: int) -> Optional[_Mirror]:
+        """A delivery port of `width` digits (0: any) standing for thread-B's port `target`,
+        listening now if `target` does; None when `port_source` gives no usable port in three
+        tries."""
+        listening = target in self.hub.listening()
         for _ in range(3):
             try:
                 port = self._port_source(width)
@@ -535,17 +557,24 @@ class ParticipantProxy:
                 return None
             if not 0 < port <= 0xFFFF or (width and len(str(port)) != width):
                 continue
-            try:
-                sock = _listen_socket(port)
-            except OSError:
+            mirror = _Mirror(target, port)
+            if listening:
+                mirror.listener = self._open(mirror)
+                if mirror.listener is None:
+                    continue
+            elif bind_error_local(port):
                 continue
-            listener = _Listener(self.hub, sock, lambda: _Link(self, DELIVERY, target).a)
-            self._delivery.append(listener)
-            return listener
+            self.mirrors.append(mirror)
+            return mirror
         return None
 
     def _interpose_event(
-        self, watch: OpWatch, proxy_port: Optional[int], *, encoding: str = "", reason: str = ""
+        self,
+        watch: InterposeWatch,
+        proxy_port: Optional[int],
+        *,
+        encoding: str = "",
+        reason: str = "",
     ) -> None:
         event: dict = {
             "type": "interpose",
@@ -561,13 +590,24 @@ class ParticipantProxy:
         self.hub.emit(event)
 
 
+def bind_error_local(port: int) -> bool:
+    """True when 127.0.0.1:port cannot be bound now."""
+    try:
+        _listen_socket(port).close()
+    except OSError:
+        return True
+    return False
+
+
 class ProxyHub:
     """Owns one asyncio loop in one daemon thread for every proxy of a run. `start()` before
     `add_participant`; `close()` ends every listener and connection and joins the thread
-    (bounded in time, idempotent)."""
+    (bounded in time, idempotent). `listening()` gives the TCP ports listening on this machine
+    now (the delivery ports follow it)."""
 
-    def __init__(self, emit: Emit) -> None:
+    def __init__(self, emit: Emit, listening: Optional[ListeningPorts] = None) -> None:
         self._emit = emit
+        self.listening: ListeningPorts = listening or (lambda: set())
         self.loop = asyncio.new_event_loop()
         self.links: set[_Link] = set()  # loop thread only
         self.proxies: list[ParticipantProxy] = []
@@ -577,46 +617,75 @@ class ProxyHub:
         self._closed = False
 
     def start(self) -> None:
-        """Start the loop thread."""
+        """Start the loop thread (and the task that keeps delivery ports mirroring)."""
         if self._thread is not None:
             return
         self._thread = threading.Thread(
             target=self.loop.run_forever, name="pams-proxy", daemon=True
         )
         self._thread.start()
+        self.loop.call_soon_threadsafe(lambda: self.spawn(self._follow()))
+
+    async def _follow(self) -> None:
+        while True:
+            await asyncio.sleep(MIRROR_POLL)
+            if not any(proxy.mirrors for proxy in self.proxies):
+                continue
+            try:
+                ports = self.listening()
+            except Exception:
+                _log.exception("proxy: cannot list listening ports")
+                continue
+            for proxy in self.proxies:
+                proxy.follow(ports)
 
     def add_participant(
         self,
         participant: str,
-        listen_port: int,
-        coordinator: tuple[str, int],
-        on_complete: Callable[[int], None],
+        controls: list[tuple[int, int]],
+        on_control: ControlSink,
         port_source: Callable[[int], int],
         rewrite_ports: bool,
-        on_refused: Optional[Callable[[int], None]] = None,
     ) -> ParticipantProxy:
-        """A proxy for `participant` on 127.0.0.1:listen_port (bound and listening on return;
-        OSError if the port is taken). Thread-safe."""
+        """A proxy for `participant`: for each (listen_port, coordinator_port) of `controls`,
+        127.0.0.1:listen_port forwards to the coordinator's port (bound and listening on return;
+        OSError if a port is taken). Thread-safe."""
         if self._thread is None or self._closed:
             raise RuntimeError("ProxyHub is not running")
-        proxy = ParticipantProxy(
-            self,
-            participant,
-            listen_port,
-            coordinator,
-            on_complete,
-            port_source,
-            rewrite_ports,
-            on_refused,
-        )
-        sock = _listen_socket(listen_port)
+        proxy = ParticipantProxy(self, participant, on_control, port_source, rewrite_ports)
+        socks: list[socket.socket] = []
         try:
-            self.call(lambda: proxy.start(sock))
+            for listen_port, _ in controls:
+                socks.append(_listen_socket(listen_port))
+            pairs = list(zip(socks, [target for _, target in controls]))
+            self.call(lambda: [proxy.start(sock, target) for sock, target in pairs])
         except BaseException:
-            sock.close()
+            for sock in socks:
+                sock.close()
             raise
-        self.proxies.append(proxy)
+        self.call(lambda: self.proxies.append(proxy))
         return proxy
+
+    def barrier(self, proxy: ParticipantProxy, timeout: float = 1.0) -> None:
+        """Return once the loop has read and passed on every byte that reached `proxy`'s
+        sockets before this call (a few loop iterations, and no control connection still
+        waiting for the coordinator), or after `timeout` s."""
+        if threading.current_thread() is self._thread or self._closed:
+            return
+        done = threading.Event()
+        deadline = time.monotonic() + timeout
+
+        def hop(n: int) -> None:
+            if n > 0 or (proxy.connecting() and time.monotonic() < deadline):
+                self.loop.call_soon(hop, max(0, n - 1))
+            else:
+                done.set()
+
+        try:
+            self.loop.call_soon_threadsafe(hop, 3)
+        except RuntimeError:  # the loop is closed
+            return
+        done.wait(timeout)
 
     def close(self) -> None:
         """Close every listener and connection (RST), stop the loop, join its thread."""
@@ -663,12 +732,6 @@ class ProxyHub:
             self._emit(event)
         except Exception:
             _log.exception("proxy: cannot record %s event", event.get("type"))
-
-    def callback(self, fn: Callable[[int], None], op: int) -> None:
-        try:
-            fn(op)
-        except Exception:
-            _log.exception("proxy: callback for op %s failed", op)
 
     def call(self, fn: Callable[[], object]) -> object:
         """Run `fn` on the loop thread and return its result (bounded wait)."""

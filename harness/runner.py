@@ -21,13 +21,16 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from harness import adapter as adapters
+from harness import opmachine as om
 from harness.adapter import Adapter
+from harness.opmachine import OpMachine
 from harness.ports import PortPicker, bind_error
 from harness.recorder import Recorder
-from harness.scenario import COORDINATOR, Scenario, Step
+from harness.scenario import COMMANDS, COORDINATOR, Scenario, Step
 
 Progress = Callable[[str], None]
 HOST = "127.0.0.1"
+DEFAULT_LATENCY = 1.0  # L when the scenario does not set latency_bound (docs/rules.md)
 PROBE_GRACE = 2.0  # seconds a released port may take to become bindable after the reply
 LOG_NAME = "messages.log"
 
@@ -52,13 +55,14 @@ class RunResult:
 
 @dataclass
 class _Pending:
+    """The op a participant's worker waits on; `outcome` is set when the machine settles it."""
+
     op: int
     f: str
+    port: Optional[int]
+    index: int = 0  # this op's command is the index-th written to the current process
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Optional[str] = None
-    sent: bool = False
-    refused: bool = False
-    index: int = 0  # this op's command is the index-th written to the current process
 
 
 @dataclass
@@ -66,14 +70,14 @@ class _Participant:
     pid: str
     workdir: Path
     proxy_port: int
+    proxy_port2: int
+    machine: OpMachine
     proxy: Any = None
     child: Any = None
     watcher: Any = None
     clock: Any = None
     port: Optional[int] = None
     port2: int = 0
-    written: int = 0  # commands written to the current process
-    done_lines: int = 0  # stdout lines of the current process matching done_pattern
     pending: Optional[_Pending] = None
 
     @property
@@ -135,12 +139,19 @@ class _Run:
         self.run_id = uuid.uuid4().hex[:12]
         self.ports = PortPicker(*adapter.ports)
         self.op_ids = itertools.count(1)
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the op machines, and the order of what they emit
         self.done_re = adapter.commands.done_re
+        self.policy = adapter.commands.policy(
+            sc.latency_bound if sc.latency_bound is not None else DEFAULT_LATENCY,
+            adapter.timing.op_timeout,
+        )
+        self.labels: dict[str, float] = {}  # step label -> when its op settled / fault happened
+        self.labelled = threading.Condition(self.lock)
         self.parts: dict[str, _Participant] = {}
         self.coordinator: Any = None
         self.coordinator_clock: Any = None
         self.coordinator_port = 0
+        self.coordinator_port2 = 0
         self.rec: Optional[Recorder] = None
         self.sup: Any = None
         self.hub: Any = None
@@ -245,12 +256,12 @@ class _Run:
 
     def _record(self, trace: Path) -> None:
         from harness.logwatch import LogWatchers
-        from harness.procs import StartError, Supervisor
+        from harness.procs import StartError, Supervisor, listening_ports
         from harness.proxy import ProxyHub
 
         self.rec = Recorder(trace, self._header())
         self.sup = Supervisor(self.run_id, self.rec.emit, on_exit=self._on_exit)
-        self.hub = ProxyHub(self._proxy_emit)
+        self.hub = ProxyHub(self._emit, listening=listening_ports)
         self.logs = LogWatchers()
         finished = False
         try:
@@ -299,6 +310,8 @@ class _Run:
             "seed": sc.seed,
             "boundary": sc.boundary,
             "deliveries": "proxy+log" if a.proxy.rewrite_ports else "log",
+            "op_timeout": a.timing.op_timeout,
+            "exit_on_deregister": a.participant.exit_on_deregister,
             "harness": {"python": sys.version.split()[0]},
         }
         if sc.tolerance is not None:
@@ -346,8 +359,13 @@ class _Run:
         port = a.coordinator.port or self.ports.pick()
         self.coordinator_port = port
         config = workdir / "coordinator.conf"
+        self.coordinator_port2 = self.ports.pick()
         values = self._values(
-            port=port, config=str(config), config_name=config.name, port2=self.ports.pick()
+            port=port,
+            config=str(config),
+            config_name=config.name,
+            port2=self.coordinator_port2,
+            coordinator_port2=self.coordinator_port2,
         )
         config.write_text(a.coordinator_config(values))
         self.coordinator_clock = self._fake_clock(COORDINATOR, workdir)
@@ -367,16 +385,20 @@ class _Run:
         a = self.adapter
         workdir = self.run_dir / f"p{p}"
         workdir.mkdir(exist_ok=True)
-        part = _Participant(p, workdir, self.ports.pick(), port2=self.ports.pick())
+        part = _Participant(
+            p, workdir, self.ports.pick(), self.ports.pick(), OpMachine(self.policy)
+        )
+        part.port2 = self.ports.pick()
         self.parts[p] = part
         part.proxy = self.hub.add_participant(
             p,
-            part.proxy_port,
-            (HOST, self.coordinator_port),
-            on_complete=lambda op, p=p: self._completed(p, op),
+            [
+                (part.proxy_port, self.coordinator_port),
+                (part.proxy_port2, self.coordinator_port2),
+            ],
+            on_control=lambda kind, conn, data, p=p: self._control(p, kind, conn, data),
             port_source=self.ports.pick,
             rewrite_ports=a.proxy.rewrite_ports,
-            on_refused=lambda op, p=p: self._refused(p, op),
         )
         config = workdir / "participant.conf"
         values = self._participant_values(part)
@@ -396,20 +418,21 @@ class _Run:
             config=str(config),
             config_name=config.name,
             coordinator_port=part.proxy_port,
+            coordinator_port2=part.proxy_port2,
             port2=part.port2,
             **kw,
         )
 
     def _spawn(self, part: _Participant) -> None:
         values = self._participant_values(part)
-        with self.lock:
-            part.written = part.done_lines = 0
+        self._feed(part, om.Restarted(self._now()))
         part.child = self.sup.start(
             part.pid,
             self.adapter.participant_argv(values),
             part.workdir,
             self._env(values, part.clock),
             on_line=lambda stream, line, p=part.pid: self._line(p, stream, line),
+            prompt=self.adapter.commands.prompt_re,
         )
         for line in self.adapter.preamble("participant", values):
             part.child.write_line(line)
@@ -457,18 +480,43 @@ class _Run:
 
     def _worker(self, target: str, steps: list[Step]) -> None:
         for step in steps:
-            delay = self.t0 + step.at - self.rec.now()  # type: ignore[union-attr]
-            if delay > 0 and self.stop.wait(delay):
-                return
-            if self.stop.is_set():
+            if not self._wait_for(step):
                 return
             self.say(f"{step.describe()}")
             if target == COORDINATOR:
                 self._coordinator_fault(step)
-            elif step.action in ("register", "deregister", "disconnect", "reconnect", "msend"):
+            elif step.action in COMMANDS:
                 self._op(self.parts[target], step)
             else:
                 self._participant_fault(self.parts[target], step)
+            if step.label:
+                self._mark(step.label)
+
+    def _wait_for(self, step: Step) -> bool:
+        """Wait until `step` is due: its planned time, and when it follows a labelled step,
+        that step's actual completion plus the planned gap between them (so offline periods
+        and message ages are what the scenario intends however slow the program is). False
+        when the run is stopping."""
+        due = self.t0 + step.at
+        if step.follows:
+            anchor = self.sc.label(step.follows)
+            bound = self.adapter.timing.op_timeout * 3 + step.at
+            with self.labelled:
+                self.labelled.wait_for(
+                    lambda: step.follows in self.labels or self.stop.is_set(), bound
+                )
+                done = self.labels.get(step.follows)
+            if done is not None and anchor is not None:
+                due = max(due, done + step.at - anchor.at)
+        delay = due - self._now()
+        if delay > 0 and self.stop.wait(delay):
+            return False
+        return not self.stop.is_set()
+
+    def _mark(self, label: str) -> None:
+        with self.labelled:
+            self.labels[label] = self._now()
+            self.labelled.notify_all()
 
     # ------------------------------------------------------------------ ops
 
@@ -481,41 +529,42 @@ class _Run:
             port = part.port if step.port == "same" and part.port else self.ports.pick()
         values = self._participant_values(part, port=port or "", message=step.message or "")
         line = a.command_line(f, values)
-        pending = _Pending(next(self.op_ids), f)
+        pending = _Pending(next(self.op_ids), f, port)
         event: dict[str, Any] = {
             "type": "invoke",
             "op": pending.op,
             "participant": part.pid,
             "f": f,
+            "planned": round(self.t0 + step.at, 6),
         }
         if port is not None:
             event["port"] = port
         if step.message is not None:
             event["message"] = step.message
-        self._emit(event)
         with self.lock:
-            part.written += 1
-            pending.index = part.written
+            t = self._emit(event)
             part.pending = pending
+            self._run_actions(part, part.machine.handle(om.Invoke(pending.op, f, t)))
+            pending.index = part.machine.written
         part.proxy.arm(pending.op, f, port)
         part.child.write_line(line)
-        if not pending.done.wait(a.timing.op_timeout):
-            part.proxy.disarm(pending.op)
-            if pending.refused and not pending.sent:
-                self._settle(
-                    part,
-                    "fail",
-                    error="every connection was refused; nothing reached the coordinator",
-                )
-            else:
-                self._settle(part, "info", reason=f"no reply within {a.timing.op_timeout:g} s")
+        self._await(part, pending)
         if port is not None:
             part.port = port
         if f in ("disconnect", "deregister") and pending.outcome == "ok" and part.port:
-            part.proxy.release_delivery_ports()
             self._probe(part, pending)
         if a.commands.min_gap:
             self.stop.wait(a.commands.min_gap)
+
+    def _await(self, part: _Participant, pending: _Pending) -> None:
+        """Wait for the machine to settle `pending`, ticking it at its deadlines."""
+        while not pending.done.is_set():
+            with self.lock:
+                deadline = part.machine.deadline()
+            wait = 0.05 if deadline is None else max(0.0, deadline - self._now())
+            if pending.done.wait(min(wait, 0.05)):
+                return
+            self._feed(part, om.Tick(self._now()))
 
     def _ensure_running(self, part: _Participant) -> None:
         if part.child.alive() or not self.adapter.participant.restart_on_exit:
@@ -531,65 +580,81 @@ class _Run:
         part.watcher.restarted()
         self._spawn(part)
 
-    def _completed(self, p: str, op: int) -> None:
-        """The proxy saw the coordinator answer (first reply byte or close)."""
-        part = self.parts[p]
-        pending = part.pending
-        if pending is not None and pending.op == op:
-            self._settle(part, "ok")
+    def _feed(self, part: _Participant, event: om.Event) -> None:
+        with self.lock:
+            self._run_actions(part, part.machine.handle(event))
 
-    def _refused(self, p: str, op: int) -> None:
-        pending = self.parts[p].pending
-        if pending is not None and pending.op == op:
-            pending.refused = True
+    def _run_actions(self, part: _Participant, actions: list[om.Action]) -> None:
+        """Carry out the machine's actions (caller holds the lock, so events keep order)."""
+        for action in actions:
+            if isinstance(action, om.RequestSeen):
+                self._ready_probe(part, action)
+                continue
+            self._emit(action.event())
+            if isinstance(action, om.Settle):
+                pending = part.pending
+                part.proxy.disarm(action.op)
+                if pending is not None and pending.op == action.op:
+                    pending.outcome = action.outcome
+                    pending.done.set()
+
+    def _control(self, p: str, kind: str, conn: int, data: bytes) -> None:
+        """A control event from the participant's proxy (loop thread)."""
+        part = self.parts.get(p)
+        if part is None:
+            return
+        t = self._now()
+        event: om.Event
+        if kind == "request":
+            event = om.Request(conn, t)
+        elif kind == "reply":
+            event = om.Reply(conn, data, t)
+        elif kind == "close":
+            event = om.Close(conn, t)
+        elif kind == "cut":
+            event = om.Cut(conn, t)
+        else:
+            event = om.Refused(t)
+        self._feed(part, event)
 
     def _line(self, p: str, stream: str, line: str) -> None:
-        """The n-th stdout line matching done_pattern answers the n-th command written to the
-        process; it completes that op if still open: ok if the request reached the
-        coordinator, fail (decided by the participant alone) if nothing did."""
-        if stream != "stdout" or self.done_re is None or not self.done_re.search(line):
+        """A stdout line: judged once the proxy has passed on every byte it had before it."""
+        part = self.parts.get(p)
+        if stream != "stdout" or part is None or part.proxy is None:
             return
-        part = self.parts[p]
-        with self.lock:
-            part.done_lines += 1
-            pending = part.pending
-            if pending is None or pending.outcome is not None:
-                return
-            if pending.index != part.done_lines:  # a late line of an earlier command
-                return
-        if pending.sent:
-            self._settle(part, "ok")
-        else:
-            self._settle(
-                part,
-                "fail",
-                error=f"nothing reached the coordinator; participant said: {line.strip()[:200]}",
-            )
+        self.hub.barrier(part.proxy)
+        self._feed(part, om.Line(line, self._now()))
 
-    def _settle(self, part: _Participant, outcome: str, **fields: Any) -> None:
-        with self.lock:
-            pending = part.pending
-            if pending is None or pending.outcome is not None:
-                return
-            pending.outcome = outcome
-        self._emit({"type": outcome, "op": pending.op, **fields})
-        pending.done.set()
-
-    def _proxy_emit(self, event: dict) -> float:
-        if (
-            event.get("type") == "wire"
-            and event.get("dir") == "to_coordinator"
-            and event.get("channel", "control") == "control"
-        ):
-            part = self.parts.get(str(event.get("participant")))
-            pending = part.pending if part else None
-            if pending is not None:
-                pending.sent = True
-        return self._emit(event)
+    def _now(self) -> float:
+        assert self.rec is not None
+        return self.rec.now()
 
     def _emit(self, event: dict) -> float:
         assert self.rec is not None
         return self.rec.emit(event)
+
+    def _ready_probe(self, part: _Participant, seen: om.RequestSeen) -> None:
+        """When a register/reconnect request reaches the coordinator, is thread-B listening
+        on the port it advertises? (The assignment: it must be, before the request is sent.)"""
+        pending = part.pending
+        if seen.f not in ("register", "reconnect") or pending is None or pending.port is None:
+            return
+        from harness.procs import listening_ports
+
+        try:
+            ok = pending.port in listening_ports()
+        except OSError:
+            return
+        self._emit(
+            {
+                "type": "probe",
+                "participant": part.pid,
+                "probe": "listening",
+                "op": seen.op,
+                "port": pending.port,
+                "ok": ok,
+            }
+        )
 
     def _probe(self, part: _Participant, pending: _Pending) -> None:
         """Once a disconnect/deregister has returned (its reply line, when the adapter has a
@@ -621,51 +686,66 @@ class _Run:
         if self.done_re is None:
             return False
         deadline = time.monotonic() + self.adapter.timing.op_timeout
-        while part.done_lines < pending.index and not self.stop.is_set():
+        while part.machine.done_lines < pending.index and not self.stop.is_set():
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.005)
-        return part.done_lines >= pending.index
+        return part.machine.done_lines >= pending.index
 
     # ------------------------------------------------------------------ faults
 
     def _participant_fault(self, part: _Participant, step: Step) -> None:
-        f = step.action
-        event: dict[str, Any] = {"type": "fault", "fault": f, "target": part.pid}
-        if f == "kill":
-            self._emit(event)
-            part.child.kill()
-            part.proxy.release_delivery_ports()  # the coordinator meets a refusal, as direct
-            self._settle(part, "info", reason="participant killed")
-        elif f == "restart":
-            if part.child.alive():
-                part.child.kill()
-            self._emit(event)
-            part.watcher.restarted()
-            self._spawn(part)
-        elif f == "pause":
-            self._emit(event)
-            part.child.pause()
-        elif f == "resume":
-            part.child.resume()
-            self._emit(event)
-        elif f == "partition":
-            self._emit(event)
-            part.proxy.partition()
-        elif f == "heal":
-            part.proxy.heal()
-            self._emit(event)
-        elif f == "clock_step":
+        event: dict[str, Any] = {"type": "fault", "fault": step.action, "target": part.pid}
+        event["planned"] = round(self.t0 + step.at, 6)
+        if step.action == "clock_step":
             self._step_clock(part.clock, part.pid, step)
+            return
+        _PARTICIPANT_FAULTS[step.action](self, part, event)
+
+    def _kill(self, part: _Participant, event: dict[str, Any]) -> None:
+        self._emit(event)
+        part.child.kill()
+        part.proxy.release_delivery_ports()  # the coordinator meets a refusal, as direct
+        self._feed(part, om.Killed(self._now()))
+
+    def _restart(self, part: _Participant, event: dict[str, Any]) -> None:
+        if part.child.alive():
+            part.child.kill()
+        self._emit(event)
+        part.watcher.restarted()
+        self._spawn(part)
+
+    def _pause(self, part: _Participant, event: dict[str, Any]) -> None:
+        self._emit(event)
+        part.child.pause()
+        self._feed(part, om.Hold(self._now()))
+
+    def _resume(self, part: _Participant, event: dict[str, Any]) -> None:
+        part.child.resume()
+        self._emit(event)
+        self._feed(part, om.Release(self._now()))
+
+    def _partition(self, part: _Participant, event: dict[str, Any]) -> None:
+        self._emit(event)
+        part.proxy.partition()
+
+    def _heal(self, part: _Participant, event: dict[str, Any]) -> None:
+        part.proxy.heal()
+        self._emit(event)
 
     def _coordinator_fault(self, step: Step) -> None:
         event: dict[str, Any] = {"type": "fault", "fault": step.action, "target": COORDINATOR}
+        event["planned"] = round(self.t0 + step.at, 6)
         if step.action == "pause":
             self._emit(event)
             self.coordinator.pause()
+            for part in self.parts.values():
+                self._feed(part, om.Hold(self._now()))
         elif step.action == "resume":
             self.coordinator.resume()
             self._emit(event)
+            for part in self.parts.values():
+                self._feed(part, om.Release(self._now()))
         elif step.action == "clock_step":
             self._step_clock(self.coordinator_clock, COORDINATOR, step)
 
@@ -676,6 +756,16 @@ class _Run:
         self._emit(
             {"type": "fault", "fault": "clock_step", "target": target, "offset": step.offset}
         )
+
+
+_PARTICIPANT_FAULTS: dict[str, Callable[[_Run, _Participant, dict[str, Any]], None]] = {
+    "kill": _Run._kill,
+    "restart": _Run._restart,
+    "pause": _Run._pause,
+    "resume": _Run._resume,
+    "partition": _Run._partition,
+    "heal": _Run._heal,
+}
 
 
 @contextlib.contextmanager

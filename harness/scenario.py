@@ -17,6 +17,16 @@ PARTICIPANT_FAULTS = ("kill", "restart", "pause", "resume", "partition", "heal",
 COORDINATOR_FAULTS = ("pause", "resume", "clock_step")
 ACTIONS = COMMANDS + tuple(f for f in PARTICIPANT_FAULTS if f not in COMMANDS)
 COORDINATOR = "coordinator"
+EXPECT_KINDS = (
+    "owed-online",
+    "owed-at-reconnect",
+    "expired-at-reconnect",
+    "after-deregister",
+    "msend-after-reconnect",
+    "send-while-paused",
+    "port-probe",
+    "ready-probe",
+)
 PROFILE_NAMES = ("basic", "skew", "faults", "stress")
 
 
@@ -25,9 +35,28 @@ class ScenarioError(ValueError):
 
 
 @dataclass(frozen=True)
+class Expectation:
+    """What a run of the scenario must exercise for its `rule` to be judged at all
+    (docs/rules.md, "Not exercised"): at least `count` situations of `kind`, aged between
+    `min_age` and `max_age` seconds where the kind has an age."""
+
+    kind: str
+    rule: str
+    count: int = 1
+    min_age: Optional[float] = None
+    max_age: Optional[float] = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
 class Step:
     """One action at `at` seconds after the schedule starts. `target` is a participant id or
-    `coordinator` (faults only); `port` is `fresh` or `same` (register/reconnect)."""
+    `coordinator` (faults only); `port` is `fresh` or `same` (register/reconnect). A step may
+    carry a `label`; one that `follows` a label waits for that step's actual completion and then
+    the planned gap between the two (`at` minus the labelled step's `at`), so that the offline
+    periods and message ages a scenario intends hold however slow the program is."""
 
     at: float
     action: str
@@ -35,6 +64,8 @@ class Step:
     message: Optional[str] = None
     port: str = "fresh"
     offset: Optional[float] = None
+    label: Optional[str] = None
+    follows: Optional[str] = None
 
     def describe(self) -> str:
         extra = self.message or (f"{self.offset:+g}s" if self.offset is not None else "")
@@ -58,6 +89,11 @@ class Scenario:
     boundary: bool = False
     seed: Optional[int] = None
     drain: float = 2.0
+    expect: tuple[Expectation, ...] = ()
+
+    def label(self, name: str) -> Optional[Step]:
+        """The step carrying label `name`, or None."""
+        return next((s for s in self.steps if s.label == name), None)
 
     @property
     def duration(self) -> float:
@@ -83,6 +119,7 @@ class Scenario:
         data["steps"] = [_step_json(s) for s in self.steps]
         data["clock_offsets"] = {t: o for t, o in self.clock_offsets}
         data["profiles"] = list(self.profiles)
+        data["expect"] = [e.to_json() for e in self.expect]
         return data
 
 
@@ -94,6 +131,10 @@ def _step_json(step: Step) -> dict[str, Any]:
         data["port"] = step.port
     if step.offset is not None:
         data["offset"] = step.offset
+    if step.label is not None:
+        data["label"] = step.label
+    if step.follows is not None:
+        data["follows"] = step.follows
     return data
 
 
@@ -144,8 +185,26 @@ def validate(sc: Scenario, where: str) -> Scenario:
     for target, offset in sc.clock_offsets:
         _require(_known(sc, target), w, f"clock_offsets.{target}", "unknown target")
         _require(_finite(offset), w, f"clock_offsets.{target}", "must be a number")
+    labels: dict[str, Step] = {}
     for i, step in enumerate(sc.steps):
         _check_step(sc, step, w, f"steps[{i}]")
+        if step.label is not None:
+            _require(step.label not in labels, w, f"steps[{i}].label", "duplicate label")
+            labels[step.label] = step
+    for i, step in enumerate(sc.steps):
+        if step.follows is not None:
+            anchor = labels.get(step.follows)
+            _require(
+                anchor is not None, w, f"steps[{i}].follows", f"no step has label {step.follows!r}"
+            )
+            assert anchor is not None
+            _require(
+                anchor.at <= step.at, w, f"steps[{i}].follows", "the labelled step must come first"
+            )
+    for i, e in enumerate(sc.expect):
+        _require(
+            e.kind in EXPECT_KINDS, w, f"expect[{i}].kind", f"one of {', '.join(EXPECT_KINDS)}"
+        )
     return sc
 
 
@@ -212,8 +271,20 @@ _TOP = {
     "seed",
     "drain",
     "profiles",
+    "expect",
 }
-_STEP = {"at", "after", "do", "target", "participant", "message", "port", "offset"}
+_STEP = {
+    "at",
+    "after",
+    "do",
+    "target",
+    "participant",
+    "message",
+    "port",
+    "offset",
+    "label",
+    "follows",
+}
 
 
 def from_json(data: Any, where: str) -> Scenario:
@@ -243,6 +314,7 @@ def from_json(data: Any, where: str) -> Scenario:
         boundary=bool(data.get("boundary", False)),
         seed=data.get("seed"),
         drain=_num(data, "drain", 2.0, where),
+        expect=_expectations(data.get("expect", []), where),
     )
     validate(sc, where)
     return replace(sc, steps=tuple(sorted(sc.steps, key=lambda s: s.at)))
@@ -311,10 +383,36 @@ def _steps(value: Any, where: str) -> tuple[Step, ...]:
                 message,
                 str(raw.get("port", "fresh")),
                 None if offset is None else _as_float(offset, where, f + ".offset"),
+                _opt_str(raw, "label", where, f),
+                _opt_str(raw, "follows", where, f),
             )
         )
         prev = at
     return tuple(steps)  # in file order, so errors name the step the user wrote
+
+
+def _opt_str(raw: dict, key: str, where: str, f: str) -> Optional[str]:
+    value = raw.get(key)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise ScenarioError(f"{where}: {f}.{key}: must be a non-empty string")
+    return value
+
+
+def _expectations(value: Any, where: str) -> tuple[Expectation, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise ScenarioError(f"{where}: expect: must be a list of tables")
+    out = []
+    for i, raw in enumerate(value):
+        f = f"expect[{i}]"
+        _no_unknown(raw, {"kind", "rule", "count", "min_age", "max_age"}, where, f + ".")
+        if not isinstance(raw.get("kind"), str) or not isinstance(raw.get("rule"), str):
+            raise ScenarioError(f"{where}: {f}: needs a kind and a rule (strings)")
+        count = raw.get("count", 1)
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+            raise ScenarioError(f"{where}: {f}.count: must be an integer >= 1")
+        ages = {k: _as_float(raw[k], where, f"{f}.{k}") for k in ("min_age", "max_age") if k in raw}
+        out.append(Expectation(raw["kind"], raw["rule"], count, **ages))
+    return tuple(out)
 
 
 def _step_time(raw: dict, prev: float, where: str, f: str) -> float:
