@@ -22,7 +22,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from checkers.trace import COORDINATOR, Fault, Op
 from checkers.verdict import fmt_t
@@ -37,13 +37,14 @@ class Pause:
     t0: float
     t1: float
     resumed: bool
+    word: str = "paused"  # or "partitioned" (partition ... heal)
 
     def describe(self) -> str:
         """E.g. "p2 paused [4.000, 6.500]" or "coordinator paused [4.000, -] (no resume)"."""
         who = self.target if self.target == COORDINATOR else f"p{self.target}"
         if self.resumed:
-            return f"{who} paused [{fmt_t(self.t0)}, {fmt_t(self.t1)}]"
-        return f"{who} paused [{fmt_t(self.t0)}, -] (no resume)"
+            return f"{who} {self.word} [{fmt_t(self.t0)}, {fmt_t(self.t1)}]"
+        return f"{who} {self.word} [{fmt_t(self.t0)}, -] (no end)"
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class FaultModel:
     kills: dict[str, tuple[Op, ...]]
     pauses: dict[str, tuple[Pause, ...]]
     coordinator_kills: tuple[float, ...]
+    partitions: dict[str, tuple[Pause, ...]] = field(default_factory=dict)
 
     def pauses_for(self, participant: str) -> tuple[Pause, ...]:
         """The pauses that can delay a delivery to `participant`: its own and the
@@ -66,7 +68,10 @@ def kill_op(fault: Fault) -> Op:
     """The synthetic op standing for a kill of participant `fault.target` at `fault.t` (by a
     `kill`, or a `restart` of a live process); its id names the fault and its line."""
     op_id = f"{fault.fault}@{fault.line}"
-    return Op(op_id, fault.target, "kill", fault.t, fault.t, "ok", None, fault.line)
+    return Op(
+        op_id, fault.target, "kill", fault.t, fault.t, "ok", None, fault.line, fault.t,
+        True, None, None, "",
+    )  # fmt: skip
 
 
 def fault_model(faults: Iterable[Fault], horizon: float) -> FaultModel:
@@ -76,8 +81,19 @@ def fault_model(faults: Iterable[Fault], horizon: float) -> FaultModel:
     coordinator_kills: list[float] = []
     pauses: dict[str, list[Pause]] = {}
     open_since: dict[str, float] = {}
+    cut_since: dict[str, float] = {}
+    partitions: dict[str, list[Pause]] = {}
     dead: set[str] = set()  # participants killed since their last restart
     for f in faults:
+        if f.fault == "partition":
+            cut_since.setdefault(f.target, f.t)
+            continue
+        if f.fault == "heal" and f.target in cut_since:
+            start = cut_since.pop(f.target)
+            partitions.setdefault(f.target, []).append(
+                Pause(f.target, start, f.t, True, "partitioned")
+            )
+            continue
         if f.fault == "pause":
             open_since.setdefault(f.target, f.t)
             continue
@@ -95,10 +111,15 @@ def fault_model(faults: Iterable[Fault], horizon: float) -> FaultModel:
                 dead.discard(f.target)
     for target, start in open_since.items():
         pauses.setdefault(target, []).append(Pause(target, start, max(start, horizon), False))
+    for target, start in cut_since.items():
+        partitions.setdefault(target, []).append(
+            Pause(target, start, max(start, horizon), False, "partitioned")
+        )
     return FaultModel(
         {p: tuple(ops) for p, ops in kills.items()},
         {p: tuple(x) for p, x in pauses.items()},
         tuple(coordinator_kills),
+        {p: tuple(x) for p, x in partitions.items()},
     )
 
 

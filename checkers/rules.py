@@ -35,37 +35,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+from checkers.conduct import conduct
+from checkers.exercise import Facts, unexercised
 from checkers.faults import Pause, extend_deadline, fault_model, merge_ops
+from checkers.model import Message, Params
+from checkers.rulebook import RULES
 from checkers.timeline import OFFLINE, ONLINE, OUT, Timeline
 from checkers.trace import Op, Trace
-from checkers.verdict import RULES, Violation, fmt_t
+from checkers.verdict import Violation, fmt_t
 
 PAIR_RULES = ("no-expired", "no-duplicate", "no-post-deregister", "immediacy")
 _ONLINE = frozenset((ONLINE,))
 _OFFLINE = frozenset((OFFLINE,))
-
-
-@dataclass(frozen=True)
-class Params:
-    """Rule parameters: td, tolerance, latency bound, and the trace's end time."""
-
-    td: float
-    tol: float
-    latency: float
-    horizon: float
-
-
-@dataclass(frozen=True)
-class Message:
-    """A multicast that happened (or may have): token, sender, send window, and whether it
-    certainly happened from a member (msend ok, sender online in every possible state): only
-    then is a delivery owed."""
-
-    token: str
-    sender: str
-    s0: float
-    s1: float
-    owed: bool
 
 
 @dataclass(frozen=True)
@@ -117,7 +98,11 @@ class _Judge:
         self.violations: list[Violation] = []
         self.checked = dict.fromkeys(RULES, 0)  # the rest is counted in run()
         self.checked["no-phantom"] = len(trace.deliveries)
-        self.checked["port-released"] = len(trace.probes)
+        self.checked["port-released"] = sum(x.kind == "port_released" for x in trace.probes)
+        self.checked["thread-b-ready"] = sum(x.kind == "listening" for x in trace.probes)
+        self.checked["acknowledged"] = len(trace.ops)
+        self.checked["async-send"] = sum(op.f == "msend" for op in trace.ops)
+        self.checked["no-crash"] = len(self.names) + 1
         self.delivered: dict[tuple[str, str], list[float]] = {}
         self.flagged: set[tuple[str, str, float]] = set()
 
@@ -149,8 +134,8 @@ class _Judge:
                 reason = "no msend ever sent this token"
             elif op.outcome == "fail":
                 reason = f"its msend (op {op.id}, invoked {fmt_t(op.t0)}) failed"
-            elif d.t < op.t0:
-                reason = f"delivered before its msend was invoked at {fmt_t(op.t0)}"
+            elif d.t < op.invoked:
+                reason = f"delivered before its msend was invoked at {fmt_t(op.invoked)}"
             else:
                 self.delivered.setdefault((d.participant, d.message), []).append(d.t)
                 continue
@@ -383,7 +368,14 @@ class _Judge:
 
     def ports(self) -> None:
         for probe in self.trace.probes:
-            if not probe.ok:
+            if probe.kind == "listening" and not probe.ok:
+                why = (
+                    f"port {probe.port} was not listening when p{probe.participant}'s "
+                    f"register/reconnect request (op {probe.op}) reached the coordinator at "
+                    f"{fmt_t(probe.t)}"
+                )
+                self.add("thread-b-ready", probe.participant, None, None, [], why, probe.t)
+            elif probe.kind == "port_released" and not probe.ok:
                 why = (
                     f"port {probe.port} of p{probe.participant} could not be bound at "
                     f"{fmt_t(probe.t)}, right after its disconnect/deregister completed"
@@ -401,6 +393,8 @@ class _Judge:
         self.checked["no-offline-delivery"] = sum(len(t) for t in self.delivered.values())
         self.known_offline()
         self.ports()
+        self.violations.extend(conduct(self.trace, self.p, self.timelines, self.faults))
+        self.violations.extend(self.unexercised())
         return Findings(
             violations=tuple(sorted(self.violations, key=Violation.sort_key)),
             checked=self.checked,
@@ -410,6 +404,13 @@ class _Judge:
             sequences=self.sequences(),
             windows={m.token: (m.sender, m.s0, m.s1) for m in self.messages},
         )
+
+    def unexercised(self) -> list[Violation]:
+        """A violation for each rule the scenario declares it exercises, if this run did not."""
+        if not self.trace.expect:
+            return []
+        facts = Facts.gather(self.trace, self.p, self.timelines, self.messages, self.faults)
+        return unexercised(self.trace, self.p, facts)
 
     def sequences(self) -> dict[str, list[str]]:
         """Per participant, messages in order of first (non-phantom) delivery."""

@@ -13,12 +13,15 @@ import json
 import math
 import os
 import sys
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Union
 
 FUNCTIONS = ("register", "deregister", "disconnect", "reconnect", "msend")
 COMPLETIONS = ("ok", "fail", "info")
+PROBES = ("port_released", "listening")
+STDERR_TAIL = 3  # last stderr lines kept per process, for no-crash explanations
 COORDINATOR = "coordinator"
 DEFAULT_TOLERANCE = 1.0
 DEFAULT_LATENCY_BOUND = 1.0
@@ -42,10 +45,28 @@ class TraceError(Exception):
 
 @dataclass(frozen=True)
 class Op:
-    """One invoked operation: window [t0, t1]; t1 is None when it never completed
-    (outcome "info" or "none"), and then the window runs to the trace's end."""
+    """One invoked operation: its effect window [t0, t1]. t0 is the invoke, or the moment its
+    request bytes reached the coordinator when the trace says (`request_at`): the effect cannot
+    come earlier. t1 is None when it never completed (outcome "info" or "none"), and then the
+    window runs to the trace's end. `acked` is False for an op settled without the coordinator's
+    acknowledgement (its window still ends); `late_ack` when one came afterwards; `refusal` the
+    reply that refused it; `error` why it failed or is unknown."""
 
-    __slots__ = ("id", "participant", "f", "t0", "t1", "outcome", "message", "line")
+    __slots__ = (
+        "id",
+        "participant",
+        "f",
+        "t0",
+        "t1",
+        "outcome",
+        "message",
+        "line",
+        "invoked",
+        "acked",
+        "late_ack",
+        "refusal",
+        "error",
+    )
     id: Union[int, str]
     participant: str
     f: str
@@ -54,10 +75,27 @@ class Op:
     outcome: str
     message: Optional[str]
     line: int
+    invoked: float
+    acked: bool
+    late_ack: Optional[float]
+    refusal: Optional[str]
+    error: str
 
     @property
     def ok(self) -> bool:
         return self.outcome == "ok"
+
+
+@dataclass(frozen=True)
+class Exit:
+    """A process that exited or died without the harness asking (`process` event `exit`)."""
+
+    __slots__ = ("t", "target", "returncode", "stderr", "line")
+    t: float
+    target: str
+    returncode: Any
+    stderr: tuple[str, ...]
+    line: int
 
 
 class Delivery(NamedTuple):
@@ -72,14 +110,17 @@ class Delivery(NamedTuple):
 
 @dataclass(frozen=True)
 class Probe:
-    """A `port_released` probe made by the harness."""
+    """A probe made by the harness: `kind` "port_released" (after a disconnect/deregister) or
+    "listening" (thread-B's port when a register/reconnect request reached the coordinator)."""
 
-    __slots__ = ("t", "participant", "port", "ok", "line")
+    __slots__ = ("t", "participant", "port", "ok", "line", "kind", "op")
     t: float
     participant: str
     port: Any
     ok: bool
     line: int
+    kind: str
+    op: Any
 
 
 @dataclass(frozen=True)
@@ -114,6 +155,10 @@ class Trace:
     events: int
     log_resets: int
     faults: tuple[Fault, ...] = ()
+    exits: tuple[Exit, ...] = ()
+    op_timeout: Optional[float] = None
+    exit_on_deregister: bool = False
+    expect: tuple[dict, ...] = ()
 
     @property
     def truncated(self) -> bool:
@@ -177,6 +222,8 @@ class _Reader:
         self.deliveries: list[Delivery] = []
         self.probes: list[Probe] = []
         self.faults: list[Fault] = []
+        self.exits: list[Exit] = []
+        self.stderr: dict[str, deque[str]] = {}
         self.targets: frozenset[str] = frozenset()
         self.last_t = 0.0
         self.end: Optional[float] = None
@@ -266,8 +313,12 @@ class _Reader:
                     f"message token {message} already sent by op {first[7]} (line {first[6]})"
                 )
             self.tokens[message] = op
-        # [participant, f, t0, t1, outcome, message, invoke line, op id, completion line]
-        self.ops[op] = [participant, sys.intern(f), t, None, "none", message, self.line, op, 0]
+        # [participant, f, t0, t1, outcome, message, invoke line, op id, completion line,
+        #  request_at, acked, late ack, refusal, error]
+        self.ops[op] = [
+            participant, sys.intern(f), t, None, "none", message, self.line, op, 0,
+            None, True, None, None, "",
+        ]  # fmt: skip
 
     def on_completion(self, obj: dict, t: float) -> None:
         kind = obj["type"]
@@ -282,6 +333,46 @@ class _Reader:
         rec[3] = t
         rec[4] = kind
         rec[8] = self.line
+        request_at = obj.get("request_at")
+        if _is_number(request_at) and rec[2] <= request_at <= t:
+            rec[9] = float(request_at)
+        rec[10] = obj.get("acknowledged") is not False
+        refusal = obj.get("refusal")
+        if isinstance(refusal, str):
+            rec[12] = refusal
+        why = obj.get("error", obj.get("reason"))
+        if isinstance(why, str):
+            rec[13] = why
+
+    def on_ack(self, obj: dict, t: float) -> None:
+        """A late acknowledgement of an op settled without one."""
+        rec = self.ops.get(obj.get("op"))
+        if rec is not None and rec[11] is None:
+            rec[11] = t
+
+    def on_refused(self, obj: dict, t: float) -> None:
+        """An op settled ok that its own reply line refused after all: it did not happen."""
+        rec = self.ops.get(obj.get("op"))
+        if rec is not None and rec[4] == "ok":
+            rec[4] = "fail"
+            text = obj.get("text")
+            rec[12] = text if isinstance(text, str) else "refused"
+
+    def on_process(self, obj: dict, t: float) -> None:
+        if obj.get("event") != "exit":
+            return
+        target = _ident(obj.get("target"))
+        if target is None:
+            return
+        tail = tuple(self.stderr.get(target, ()))
+        self.exits.append(Exit(t, target, obj.get("returncode"), tail, self.line))
+
+    def on_output(self, obj: dict, t: float) -> None:
+        if obj.get("stream") != "stderr":
+            return
+        target, line = _ident(obj.get("target")), obj.get("line")
+        if target is not None and isinstance(line, str) and line.strip():
+            self.stderr.setdefault(target, deque(maxlen=STDERR_TAIL)).append(line[:300])
 
     def on_deliver(self, obj: dict, t: float) -> None:
         participant = _ident(obj.get("participant"))
@@ -293,13 +384,16 @@ class _Reader:
         self.deliveries.append(Delivery(t, participant, sys.intern(message), self.line))
 
     def on_probe(self, obj: dict, t: float) -> None:
-        if obj.get("probe") != "port_released":
+        kind = obj.get("probe")
+        if kind not in PROBES:
             return
         ok = obj.get("ok")
         if not isinstance(ok, bool):
-            self.error("port_released probe without boolean ok")
+            self.error(f"{kind} probe without boolean ok")
         participant = _ident(obj.get("participant")) or "?"
-        self.probes.append(Probe(t, participant, obj.get("port"), ok, self.line))
+        self.probes.append(
+            Probe(t, participant, obj.get("port"), ok, self.line, kind, obj.get("op"))
+        )
 
     def on_fault(self, obj: dict, t: float) -> None:
         fault = obj.get("fault")
@@ -324,10 +418,7 @@ class _Reader:
         header = self.header
         if header is None:
             raise TraceError(self.path, None, "empty file (no header line)")
-        ops = tuple(
-            Op(r[7], r[0], r[1], r[2], r[3] if r[4] in ("ok", "fail") else None, r[4], r[5], r[6])
-            for r in self.ops.values()
-        )
+        ops = tuple(_op(r) for r in self.ops.values())
         names = [_ident(p) for p in header.get("participants", [])]
         scenario, boundary = _scenario(header)
         return Trace(
@@ -346,11 +437,35 @@ class _Reader:
             events=self.events,
             log_resets=self.log_resets,
             faults=tuple(self.faults),
+            exits=tuple(self.exits),
+            op_timeout=_param(header, "op_timeout", self.error),
+            exit_on_deregister=header.get("exit_on_deregister") is True,
+            expect=_expect(header),
         )
+
+
+def _op(r: list) -> Op:
+    """An Op from the reader's record (see on_invoke for the layout)."""
+    t1 = r[3] if r[4] in ("ok", "fail") else None
+    t0 = r[9] if r[9] is not None else r[2]
+    return Op(r[7], r[0], r[1], t0, t1, r[4], r[5], r[6], r[2], r[10], r[11], r[12], r[13])
+
+
+def _expect(header: dict) -> tuple[dict, ...]:
+    """The scenario's expectations (what a run must exercise), as recorded in the header."""
+    scenario = header.get("scenario")
+    expect = scenario.get("expect") if isinstance(scenario, dict) else None
+    if not isinstance(expect, list):
+        return ()
+    return tuple(e for e in expect if isinstance(e, dict) and isinstance(e.get("kind"), str))
 
 
 _HANDLERS = {
     "invoke": _Reader.on_invoke,
+    "ack": _Reader.on_ack,
+    "refused": _Reader.on_refused,
+    "process": _Reader.on_process,
+    "output": _Reader.on_output,
     "ok": _Reader.on_completion,
     "fail": _Reader.on_completion,
     "info": _Reader.on_completion,

@@ -7,18 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from checkers.order import OrderReport
+from checkers.rulebook import RULES
+
+__all__ = ["RULES", "RuleResult", "Verdict", "Violation", "fmt_t"]
 
 SUMMARY_PER_RULE = 50
-RULES: tuple[str, ...] = (
-    "no-miss",
-    "no-expired",
-    "no-duplicate",
-    "no-post-deregister",
-    "immediacy",
-    "no-offline-delivery",
-    "no-phantom",
-    "port-released",
-)
 
 
 def fmt_t(t: Optional[float]) -> str:
@@ -38,6 +31,7 @@ class Violation:
     delivered_at: tuple[float, ...]
     why: str
     at: float = 0.0
+    unexercised: bool = False  # the run did not exercise the rule (docs/rules.md)
 
     def sort_key(self) -> tuple:
         return (self.at, self.rule, self.participant, self.message or "")
@@ -50,11 +44,14 @@ class Violation:
             "sent": list(self.sent) if self.sent is not None else None,
             "delivered_at": list(self.delivered_at),
             "why": self.why,
+            **({"not_exercised": True} if self.unexercised else {}),
         }
 
     def line(self) -> str:
         """The one-line form used in the human summary (the why carries the numbers)."""
-        return f"{self.rule} p{self.participant} {self.message or '-'}: {self.why}"
+        p = self.participant
+        who = p if p in ("coordinator", "") else f"p{p}"
+        return f"{self.rule} {who or '-'} {self.message or '-'}: {self.why}"
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from harness.scenarios import REGISTRY, get_scenario
 
 PASS, FAIL, SKIPPED, ERROR = "pass", "fail", "skipped", "error"
 NA = "n/a"
+UNEXERCISED = "not exercised"  # a FAIL: the run never gave the rule what the scenario promised
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Outcome:
 
     @property
     def failed_rules(self) -> list[str]:
-        return [r for r, s in self.rules.items() if s == FAIL]
+        return [r for r, s in self.rules.items() if s in (FAIL, UNEXERCISED)]
 
 
 def run_one(
@@ -69,15 +70,25 @@ def run_one(
 
 def judged(verdict: Verdict, notes: str, base: dict) -> Outcome:
     rules = {r: rule_status(verdict, r) for r in RULES}
-    first = verdict.violations[0].line() if verdict.violations else ""
+    first = "\n    ".join(first_violations(verdict))
     status = PASS if verdict.passed else FAIL
     return Outcome(
         status=status, rules=rules, detail=verdict.summary() + notes, first_violation=first, **base
     )
 
 
+def first_violations(verdict: Verdict, most: int = 4) -> list[str]:
+    """The first violation of each failed rule (crashes first: they explain the rest)."""
+    firsts: dict[str, str] = {}
+    for v in sorted(verdict.violations, key=lambda v: (v.rule != "no-crash", v.at)):
+        firsts.setdefault(v.rule, v.line())
+    lines = list(firsts.values())
+    extra = [f"... and {len(lines) - most} more rules"] if len(lines) > most else []
+    return lines[:most] + extra
+
+
 def rule_status(verdict: Verdict, rule: str) -> str:
     result = verdict.rules[rule]
     if result.violations:
-        return FAIL
+        return UNEXERCISED if all(v.unexercised for v in result.violations) else FAIL
     return PASS if result.checked else NA

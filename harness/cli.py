@@ -12,56 +12,12 @@ import sys
 import threading
 from typing import Any, Callable, Optional
 
-from checkers import RULES, TraceError, check_path
-
-RULE_HELP = {
-    "no-miss": (
-        "m owed to p (online at m, or offline and reconnected within td - tol) never arrived; "
-        "exempt when p was killed while it may have been in flight",
-        "no-miss p2 M0000007: p2 offline at M0000007 (sent [3.012, 3.020]): reconnected "
-        "[9.500, 9.530]: 9.530 - 3.012 = 6.518 <= td 10.0 - tol 1.0; never delivered",
-    ),
-    "no-expired": (
-        "m delivered at reconnect although it was more than td + tol old",
-        "no-expired p2 M0000003: p2 offline at M0000003 (sent [1.000, 1.010]): reconnect "
-        "invoked 16.000: 16.000 - 1.010 = 14.990 > td 10.0 + tol 1.0, yet delivered at 16.020",
-    ),
-    "no-duplicate": (
-        "the same m delivered to p more than once (across log generations too)",
-        "no-duplicate p1 M0000004: p1 got M0000004 2 times, at 2.020, 5.300",
-    ),
-    "no-post-deregister": (
-        "m delivered to p that was out at m, or offline at m with the period ended by deregister",
-        "no-post-deregister p3 M0000009: p3 out at M0000009 (sent [7.000, 7.010]): not a "
-        "member (never registered, or deregistered) when it was sent; delivered at 9.100",
-    ),
-    "immediacy": (
-        "p online at m got it more than L after the msend completed, or after resume + L "
-        "when p or the coordinator was paused (batched)",
-        "immediacy p2 M0000005: p2 online at M0000005 (sent [4.000, 4.010]): first delivery "
-        "6.500 - 4.010 = 2.490 > L 1.0, no disconnect/deregister invoked by 5.010",
-    ),
-    "no-offline-delivery": (
-        "a delivery while p was known offline (thread-B should have released its port)",
-        "no-offline-delivery p2 M0000006: p2 offline at M0000006 (sent [5.000, 5.010]): "
-        "delivered at 5.500 before the offline period ended (reconnect invoked 8.000)",
-    ),
-    "no-phantom": (
-        "a delivered token that no (successful) msend sent, or delivered before its msend",
-        "no-phantom p1 MZZZZZZZ1: p1 got MZZZZZZZ1 at 3.000 but no msend ever sent this token",
-    ),
-    "port-released": (
-        "thread-B still held its port right after disconnect/deregister completed",
-        "port-released p2 -: port 41002 of p2 could not be bound at 6.100, right after its "
-        "disconnect/deregister completed",
-    ),
-}
+from checkers import TraceError, check_path
+from checkers.rulebook import RULEBOOK
 
 CHECK_EPILOG = (
-    "rules (all eight are reported; the first four are the assignment's):\n"
-    + "\n".join(
-        f"  {rule}: {RULE_HELP[rule][0]}.\n      e.g. {RULE_HELP[rule][1]}" for rule in RULES
-    )
+    f"rules (all {len(RULEBOOK)} are reported; the first four are the assignment's):\n"
+    + "\n".join(f"  {r.name}: {r.summary}.\n      e.g. {r.example}" for r in RULEBOOK)
     + "\n\nparameters: command line > trace header (tolerance, latency_bound) > 1.0 s each.\n"
     "--json prints one JSON object per trace, one per line (JSON Lines); an unreadable\n"
     'trace gives {"trace": PATH, "verdict": "error", "error": "PATH:LINE: reason"}.\n'

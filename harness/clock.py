@@ -45,9 +45,26 @@ WAITS: dict[str, dict[str, str]] = {
         "event": "threading.Event.wait(0.5)",
         "asyncio": "asyncio.sleep(0.5)",
     },
-    "java": {"sleep": "Thread.sleep(500)", "wait": "Object.wait(500)"},
+    "java": {
+        "sleep": "Thread.sleep(500)",
+        "wait": "Object.wait(500)",
+        "park": "LockSupport.parkNanos(500 ms)",
+        "accept": "ServerSocket.accept() with soTimeout 500",
+        "sched": "ScheduledExecutorService.schedule(500 ms)",
+    },
     "native": {"sleep": "sleep 0.5"},
 }
+# The wall-clock readers each probe answers ("wall" first; all must show the offset).
+WALLS: dict[str, tuple[str, ...]] = {
+    "python": ("wall",),
+    "java": ("wall", "instant", "date"),
+    "native": ("wall",),
+}
+# Runtimes whose probe runs its waits concurrently (each on its own thread): all are sent at
+# once and each reply is timed on the harness clock from the send.
+CONCURRENT_WAITS = frozenset({"java"})
+# Process CPU seconds above which a 0.5 s wait counts as spinning rather than blocking.
+SPIN_CPU = 0.3
 
 
 class ClockUnavailable(Exception):
@@ -117,6 +134,13 @@ class FakeClock:
             )
         preload = ":".join(p for p in (str(self.library), base.get("LD_PRELOAD", "")) if p)
         dont_fake = "0" if self.fake_monotonic else "1"
+        # libfaketime's pthread_cond_timedwait converts the deadline of a CLOCK_MONOTONIC
+        # condition variable from a *faked* monotonic reading even when the monotonic clock is
+        # not faked, so every such timed wait (the JVM's Object.wait, Thread.sleep, parkNanos)
+        # returns at once; `0` passes the caller's real deadline through unchanged (glibc >=
+        # 2.30 hands it straight to the kernel). With the monotonic clock faked the deadline
+        # is on the faked clock and must be converted: `1` (`0` would wait for ever).
+        monotonic_fix = "1" if self.fake_monotonic else "0"
         return {
             "LD_PRELOAD": preload,
             "FAKETIME_TIMESTAMP_FILE": str(self.path),
@@ -127,6 +151,7 @@ class FakeClock:
             "FAKETIME_NO_CACHE": "0",
             "DONT_FAKE_MONOTONIC": dont_fake,
             "FAKETIME_DONT_FAKE_MONOTONIC": dont_fake,
+            "FAKETIME_FORCE_MONOTONIC_FIX": monotonic_fix,
         }
 
 
@@ -159,7 +184,7 @@ def runtime_of(argv0: str) -> str:
 
 def mode_of(fake_monotonic: bool) -> str:
     """How the mode is named in reasons."""
-    return "monotonic faked" if fake_monotonic else "DONT_FAKE_MONOTONIC=1"
+    return "monotonic faked" if fake_monotonic else "monotonic not faked"
 
 
 def java_probe(cache_root: Path) -> list[str]:
@@ -265,6 +290,27 @@ class ProbeProcess:
             raise ProbeTimeout(f"the probe exited ({last_line(self.stderr_text())})") from None
         return self.reply(limit), time.monotonic() - start
 
+    def ask_all(self, commands: list[str], limit: float) -> dict[str, tuple[str, float]]:
+        """Send every command at once (a probe that answers them concurrently); return, per
+        command (the first word of its reply), (reply, real seconds from the send to it).
+        ProbeTimeout names the commands still unanswered after `limit` s."""
+        assert self.popen.stdin is not None
+        start = time.monotonic()
+        try:
+            self.popen.stdin.write("".join(f"{command}\n" for command in commands))
+            self.popen.stdin.flush()
+        except OSError:
+            raise ProbeTimeout(f"the probe exited ({last_line(self.stderr_text())})") from None
+        replies: dict[str, tuple[str, float]] = {}
+        while len(replies) < len(commands):
+            try:
+                line = self.reply(start + limit - time.monotonic())
+            except ProbeTimeout as exc:
+                missing = [c for c in commands if c not in replies]
+                raise ProbeTimeout(f"{exc}; unanswered: {' '.join(missing)}") from None
+            replies[line.partition(" ")[0]] = (line, time.monotonic() - start)
+        return replies
+
     def stderr_text(self) -> str:
         """What the probe wrote on stderr so far."""
         with contextlib.suppress(OSError):
@@ -289,7 +335,8 @@ class SelfTestFailed(Exception):
 
 def reading(reply: str, command: str) -> Optional[float]:
     """The number in a `<command> <number>` reply (None for `-`); SelfTestFailed otherwise."""
-    word, _, value = reply.partition(" ")
+    word, _, rest = reply.partition(" ")
+    value = rest.split(" ")[0]
     if word == command and value == "-":
         return None
     try:
@@ -300,11 +347,12 @@ def reading(reply: str, command: str) -> Optional[float]:
     raise SelfTestFailed(f"unexpected probe reply {reply!r} to {command!r}")
 
 
-def wall_offset(probe: ProbeProcess, limit: float) -> float:
-    """The probe's wall clock minus the harness's (at the middle of the round trip), in s."""
+def wall_offset(probe: ProbeProcess, limit: float, command: str = "wall") -> float:
+    """The probe's wall clock (read with `command`) minus the harness's (at the middle of the
+    round trip), in s."""
     sent = time.time()
-    reply, elapsed = probe.ask("wall", limit)
-    value = reading(reply, "wall")
+    reply, elapsed = probe.ask(command, limit)
+    value = reading(reply, command)
     if value is None:
         raise SelfTestFailed("the probe cannot read the wall clock")
     if elapsed > WALL_TOLERANCE:
@@ -312,12 +360,20 @@ def wall_offset(probe: ProbeProcess, limit: float) -> float:
     return value - (sent + elapsed / 2)
 
 
-def check_wall(probe: ProbeProcess, expected: float, figures: dict, deadline: float) -> None:
-    """The wall clock is off by `expected` ± WALL_TOLERANCE."""
-    offset = wall_offset(probe, min(COMMAND_LIMIT, deadline - time.monotonic()))
-    figures["wall_offset"] = round(offset, 3)
-    if abs(offset - expected) > WALL_TOLERANCE:
-        raise SelfTestFailed(f"wall clock off by {offset:+.1f} s, expected {expected:+.0f} s")
+def check_wall(
+    probe: ProbeProcess, runtime: str, expected: float, phase: str, figures: dict, deadline: float
+) -> None:
+    """Every wall-clock reader of the runtime (WALLS) is off by `expected` ± WALL_TOLERANCE;
+    `phase` is "" before the step, else how the reasons name it."""
+    for command in WALLS[runtime]:
+        offset = wall_offset(probe, min(COMMAND_LIMIT, deadline - time.monotonic()), command)
+        figures[f"{command}_offset{'_after' if phase else ''}"] = round(offset, 3)
+        if abs(offset - expected) > WALL_TOLERANCE:
+            clock = "wall clock" if command == "wall" else f"wall clock ({command})"
+            raise SelfTestFailed(
+                f"{clock} off by {offset:+.1f} s, expected {expected:+.0f} s"
+                + (f" {phase}" if phase else "")
+            )
 
 
 def monotonic_now(probe: ProbeProcess, limit: float) -> Optional[tuple[float, float]]:
@@ -364,24 +420,64 @@ def check_monotonic(
     jump = (after[0] - before[0]) - (after[1] - before[1])
     figures["monotonic_jump"] = round(jump, 3)
     if abs(jump) > MONOTONIC_TOLERANCE:
-        raise SelfTestFailed(
-            f"the {SELFTEST_STEP:+.0f} s step moved the monotonic clock by {jump:+.1f} s"
+        why = (
+            " (libfaketime derives a faked monotonic clock from the fake wall clock, so every "
+            "step moves it; clock_step needs [clock] fake_monotonic = false)"
+            if fake_monotonic
+            else ""
         )
+        raise SelfTestFailed(
+            f"the {SELFTEST_STEP:+.0f} s step moved the monotonic clock by {jump:+.1f} s{why}"
+        )
+
+
+def timed_waits(
+    probe: ProbeProcess, runtime: str, phase: str, deadline: float
+) -> dict[str, tuple[str, float]]:
+    """Run every timed wait of the runtime: command -> (reply, real seconds until it), all at
+    once for a CONCURRENT_WAITS runtime, else one after the other."""
+    commands = list(WAITS[runtime])
+    if runtime in CONCURRENT_WAITS:
+        limit = max(0.0, min(COMMAND_LIMIT, deadline - time.monotonic()))
+        try:
+            return probe.ask_all(commands, limit)
+        except ProbeTimeout as exc:
+            missing = str(exc).rpartition("unanswered: ")[2].split()
+            names = ", ".join(WAITS[runtime].get(c, c) for c in missing)
+            raise SelfTestFailed(f"{names} did not return within {limit:.1f} s {phase}") from None
+    replies = {}
+    for command in commands:
+        limit = max(0.0, min(COMMAND_LIMIT, deadline - time.monotonic()))
+        try:
+            replies[command] = probe.ask(command, limit)
+        except ProbeTimeout:
+            name = WAITS[runtime][command]
+            raise SelfTestFailed(f"{name} did not return within {limit:.1f} s {phase}") from None
+    return replies
 
 
 def check_waits(
     probe: ProbeProcess, runtime: str, phase: str, figures: dict, deadline: float
 ) -> None:
-    """Every timed wait of the runtime takes WAIT_BOUNDS real seconds."""
+    """Every timed wait of the runtime takes WAIT_BOUNDS real seconds and, where the probe
+    reports its CPU time, blocks rather than spins (at most SPIN_CPU CPU seconds)."""
+    replies = timed_waits(probe, runtime, phase, deadline)
+    when = phase.split()[0]
+    cpu = 0.0
     for command, name in WAITS[runtime].items():
-        limit = max(0.0, min(COMMAND_LIMIT, deadline - time.monotonic()))
-        try:
-            _, real = probe.ask(command, limit)
-        except ProbeTimeout:
-            raise SelfTestFailed(f"{name} did not return within {limit:.1f} s {phase}") from None
-        figures[f"{command}_{phase.split()[0]}"] = round(real, 3)
+        reply, real = replies[command]
+        figures[f"{command}_{when}"] = round(real, 3)
         if not WAIT_BOUNDS[0] <= real <= WAIT_BOUNDS[1]:
             raise SelfTestFailed(f"{name} took {real:.1f} s {phase}")
+        fields = reply.split(" ")
+        with contextlib.suppress(IndexError, ValueError):
+            cpu = max(cpu, float(fields[2]))
+    figures[f"cpu_{when}"] = round(cpu, 3)
+    if cpu > SPIN_CPU:
+        raise SelfTestFailed(
+            f"the probe used {cpu:.1f} s of CPU during its 0.5 s waits {phase} "
+            "(a timed wait spins instead of blocking)"
+        )
 
 
 class StepUnfaithful(SelfTestFailed):
@@ -402,13 +498,15 @@ def run_selftest(
         try:
             figures["version"] = probe.reply(deadline - time.monotonic()).partition(" ")[2]
             figures["started_after"] = round(timeout - (deadline - time.monotonic()), 3)
-            check_wall(probe, SELFTEST_OFFSET, figures, deadline)
+            check_wall(probe, runtime, SELFTEST_OFFSET, "", figures, deadline)
             check_waits(probe, runtime, "before the step", figures, deadline)
         except ProbeTimeout as exc:
             raise SelfTestFailed(f"the probe stopped answering: {exc}") from None
         try:
             check_step(probe, clock, figures, deadline)
-            check_waits(probe, runtime, f"after a {SELFTEST_STEP:+.0f} s step", figures, deadline)
+            after = f"after a {SELFTEST_STEP:+.0f} s step"
+            check_wall(probe, runtime, SELFTEST_STEP, after, figures, deadline)
+            check_waits(probe, runtime, after, figures, deadline)
         except (SelfTestFailed, ProbeTimeout) as exc:
             raise StepUnfaithful(str(exc)) from None
     finally:

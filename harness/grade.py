@@ -16,24 +16,23 @@ from pathlib import Path
 from typing import Optional
 
 from checkers import RULES
+from checkers.rulebook import RULEBOOK
 from harness import adapter as adapters
 from harness.adapter import Adapter, AdapterError, load_adapter
-from harness.battery import ERROR, FAIL, NA, PASS, SKIPPED, Outcome, run_one
+from harness.battery import ERROR, FAIL, NA, PASS, SKIPPED, UNEXERCISED, Outcome, run_one
 from harness.runner import abort_all, fresh_dir
 from harness.scenarios import PROFILES, REGISTRY, profile
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-SHORT = {PASS: "pass", FAIL: "FAIL", NA: "-", SKIPPED: "skip", ERROR: "ERR"}
-COLUMN = {
-    "no-miss": "miss",
-    "no-expired": "expired",
-    "no-duplicate": "dup",
-    "no-post-deregister": "post-dereg",
-    "immediacy": "immediate",
-    "no-offline-delivery": "offline",
-    "no-phantom": "phantom",
-    "port-released": "port",
+SHORT = {
+    PASS: "pass",
+    FAIL: "FAIL",
+    UNEXERCISED: "NOEX",
+    NA: "-",
+    SKIPPED: "skip",
+    ERROR: "ERR",
 }
+COLUMN = {r.name: r.column for r in RULEBOOK}
 
 
 def add_grade(sub: argparse._SubParsersAction) -> None:
@@ -167,19 +166,21 @@ def report(outcomes: list[Outcome], impl: str, selection: str, out: Path) -> str
         11 if any(o.boundary for o in outcomes) else 0
     )
     heads = [COLUMN.get(r, r) for r in RULES]
+    cols = [max(len(h), 4) for h in heads]
     lines = [f"pams grade: {impl}, {selection}", ""]
-    lines.append(f"{'scenario':<{width}}  " + " ".join(f"{h[:10]:>10}" for h in heads) + "  result")
+    header = " ".join(f"{h:>{c}}" for h, c in zip(heads, cols))
+    lines.append(f"{'scenario':<{width}}  {header}  result")
     for o in outcomes:
         name = o.scenario + (" [boundary]" if o.boundary else "")
         cells = " ".join(
-            f"{SHORT[o.rules.get(r, o.status if o.status in (ERROR, SKIPPED) else NA)]:>10}"
-            for r in RULES
+            f"{SHORT[o.rules.get(r, o.status if o.status in (ERROR, SKIPPED) else NA)]:>{c}}"
+            for r, c in zip(RULES, cols)
         )
         lines.append(f"{name:<{width}}  {cells}  {SHORT[o.status]}")
     lines += ["", "per rule:"]
     for r in RULES:
         statuses = [o.rules.get(r) for o in outcomes]
-        failed = [o.scenario for o in outcomes if o.rules.get(r) == FAIL]
+        failed = [o.scenario for o in outcomes if o.rules.get(r) in (FAIL, UNEXERCISED)]
         checked = sum(s in (PASS, FAIL) for s in statuses)
         word = "FAIL" if failed else "pass"
         where = f"  failed in: {', '.join(failed)}" if failed else ""
@@ -198,6 +199,11 @@ def report(outcomes: list[Outcome], impl: str, selection: str, out: Path) -> str
     if failures:
         lines.append("failures (first violation of each; `pams check TRACE` explains all):")
         lines += [f"  {o.scenario}: {o.trace}\n    {o.first_violation}" for o in failures]
+    if any(UNEXERCISED in o.rules.values() for o in outcomes):
+        lines.append(
+            "NOEX: not exercised: the run never showed what the scenario needs for that rule "
+            "(commands refused or unanswered, processes gone): a failure"
+        )
     lines.append(f"traces: {out}")
     return "\n".join(lines)
 

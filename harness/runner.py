@@ -60,6 +60,7 @@ class _Pending:
     op: int
     f: str
     port: Optional[int]
+    t: float = 0.0  # when it was invoked
     index: int = 0  # this op's command is the index-th written to the current process
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Optional[str] = None
@@ -147,6 +148,7 @@ class _Run:
         )
         self.labels: dict[str, float] = {}  # step label -> when its op settled / fault happened
         self.labelled = threading.Condition(self.lock)
+        self.lags: dict[str, float] = {}  # participant -> its last invoke-to-request delay
         self.parts: dict[str, _Participant] = {}
         self.coordinator: Any = None
         self.coordinator_clock: Any = None
@@ -494,9 +496,10 @@ class _Run:
 
     def _wait_for(self, step: Step) -> bool:
         """Wait until `step` is due: its planned time, and when it follows a labelled step,
-        that step's actual completion plus the planned gap between them (so offline periods
-        and message ages are what the scenario intends however slow the program is). False
-        when the run is stopping."""
+        that step's actual completion plus the planned gap between them, less the time this
+        participant last took to pass a command on to the coordinator (so the offline periods
+        and message ages a scenario intends hold at the coordinator however slow the program
+        is). False when the run is stopping."""
         due = self.t0 + step.at
         if step.follows:
             anchor = self.sc.label(step.follows)
@@ -506,8 +509,10 @@ class _Run:
                     lambda: step.follows in self.labels or self.stop.is_set(), bound
                 )
                 done = self.labels.get(step.follows)
+            lag = self.lags.get(step.target, 0.0) if step.action in COMMANDS else 0.0
+            lag = min(lag, self.adapter.timing.op_timeout)
             if done is not None and anchor is not None:
-                due = max(due, done + step.at - anchor.at)
+                due = max(due, done + step.at - anchor.at) - lag
         delay = due - self._now()
         if delay > 0 and self.stop.wait(delay):
             return False
@@ -542,7 +547,7 @@ class _Run:
         if step.message is not None:
             event["message"] = step.message
         with self.lock:
-            t = self._emit(event)
+            t = pending.t = self._emit(event)
             part.pending = pending
             self._run_actions(part, part.machine.handle(om.Invoke(pending.op, f, t)))
             pending.index = part.machine.written
@@ -588,6 +593,10 @@ class _Run:
         """Carry out the machine's actions (caller holds the lock, so events keep order)."""
         for action in actions:
             if isinstance(action, om.RequestSeen):
+                pending = part.pending
+                if pending is not None and pending.op == action.op and pending.index > 1:
+                    # the first command of a process also waits for its start-up
+                    self.lags[part.pid] = max(0.0, action.t - pending.t)
                 self._ready_probe(part, action)
                 continue
             self._emit(action.event())

@@ -140,6 +140,13 @@ def _step_json(step: Step) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------- building
 
+DEFAULT_EXPECT = (
+    Expectation("owed-online", "no-miss"),
+    Expectation("ready-probe", "thread-b-ready"),
+)
+"""What every built-in scenario exercises: some message owed to an online member, and
+thread-B probed at a register/reconnect."""
+
 
 class Script:
     """Builds a scenario step by step: `s.at(1.0, "1", "msend")`; msend tokens are assigned
@@ -165,7 +172,8 @@ class Script:
 
     def build(self) -> Scenario:
         steps = tuple(sorted(self.steps, key=lambda s: s.at))
-        return validate(Scenario(self.name, self.participants, steps, self.td, **self.kw), "")
+        kw = {**self.kw, "expect": tuple(self.kw.get("expect", ())) + DEFAULT_EXPECT}
+        return validate(Scenario(self.name, self.participants, steps, self.td, **kw), "")
 
 
 # ---------------------------------------------------------------------------- validation

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 from harness import randomgen
-from harness.scenario import COORDINATOR, Scenario, ScenarioError, Script
+from harness.scenario import COORDINATOR, Expectation, Scenario, ScenarioError, Script
 
 DEFAULT_SEED = 1
 
@@ -46,12 +46,17 @@ def offline_within_td(_: int) -> Scenario:
         description="a participant offline for less than "
         "td - tol gets every message sent meanwhile on reconnect, twice over",
         profiles=("basic",),
+        expect=(
+            Expectation("owed-at-reconnect", "no-miss", count=2),
+            Expectation("port-probe", "port-released"),
+        ),
     )
     s.all(0.0, "register", gap=0.05)
-    s.at(0.6, "1", "msend").at(1.0, "3", "disconnect").at(1.4, "1", "msend")
-    s.at(1.6, "2", "msend").at(2.0, "3", "reconnect").at(2.5, "1", "msend")
-    s.at(3.0, "3", "disconnect").at(3.3, "2", "msend").at(3.8, "3", "reconnect")
-    s.at(4.3, "3", "msend")
+    s.at(0.6, "1", "msend").at(1.0, "3", "disconnect", label="d1")
+    s.at(1.4, "1", "msend", follows="d1").at(1.6, "2", "msend", follows="d1", label="m3")
+    s.at(2.0, "3", "reconnect", follows="m3").at(2.5, "1", "msend")
+    s.at(3.0, "3", "disconnect", label="d2").at(3.3, "2", "msend", follows="d2", label="m5")
+    s.at(3.8, "3", "reconnect", follows="m5").at(4.3, "3", "msend")
     return s.build()
 
 
@@ -61,10 +66,12 @@ def offline_beyond_td(_: int) -> Scenario:
         3,
         description="messages older than td + tol at reconnect are not delivered",
         profiles=("basic",),
+        expect=(Expectation("expired-at-reconnect", "no-expired", count=2),),
     )
     s.all(0.0, "register", gap=0.05)
-    s.at(0.8, "3", "disconnect").at(1.0, "1", "msend").at(1.2, "2", "msend")
-    s.at(5.7, "3", "reconnect").at(6.2, "1", "msend")
+    s.at(0.8, "3", "disconnect", label="d").at(1.0, "1", "msend", follows="d")
+    s.at(1.2, "2", "msend", follows="d", label="m2")
+    s.at(5.7, "3", "reconnect", follows="m2").at(6.2, "1", "msend")
     return s.build()
 
 
@@ -75,11 +82,17 @@ def long_offline(_: int) -> Scenario:
         description="long offline: only the messages "
         "of the last td seconds are delivered, in order",
         profiles=("basic",),
+        expect=(
+            Expectation("expired-at-reconnect", "no-expired", count=2),
+            Expectation("owed-at-reconnect", "no-miss", count=2),
+        ),
     )
     s.all(0.0, "register", gap=0.05)
-    s.at(0.8, "2", "disconnect").at(1.0, "1", "msend").at(1.5, "3", "msend")
-    s.at(5.0, "1", "msend").at(5.3, "3", "msend").at(5.6, "2", "reconnect")
-    s.at(6.1, "2", "msend")
+    s.at(0.8, "2", "disconnect", label="d").at(1.0, "1", "msend", follows="d")
+    s.at(1.5, "3", "msend", follows="d", label="stale")
+    s.at(5.0, "1", "msend", follows="stale", label="fresh1")
+    s.at(5.3, "3", "msend", follows="fresh1", label="fresh2")
+    s.at(5.6, "2", "reconnect", follows="fresh2").at(6.1, "2", "msend")
     return s.build()
 
 
@@ -90,10 +103,15 @@ def deregister_reregister(_: int) -> Scenario:
         description="a deregistered participant gets "
         "nothing sent while out; registering again makes it a new entrant",
         profiles=("basic",),
+        expect=(
+            Expectation("after-deregister", "no-post-deregister", count=2),
+            Expectation("port-probe", "port-released"),
+        ),
     )
     s.all(0.0, "register", gap=0.05)
-    s.at(0.6, "1", "msend").at(1.0, "3", "deregister").at(1.3, "1", "msend")
-    s.at(1.6, "2", "msend").at(2.2, "3", "register").at(2.8, "2", "msend")
+    s.at(0.6, "1", "msend").at(1.0, "3", "deregister", label="out")
+    s.at(1.3, "1", "msend", follows="out").at(1.6, "2", "msend", follows="out", label="m3")
+    s.at(2.2, "3", "register", follows="m3").at(2.8, "2", "msend")
     return s.build()
 
 
@@ -103,10 +121,13 @@ def offline_then_deregister(_: int) -> Scenario:
         3,
         description="offline, then deregister, then register: nothing from before is owed",
         profiles=("basic",),
+        expect=(Expectation("after-deregister", "no-post-deregister", count=2),),
     )
     s.all(0.0, "register", gap=0.05)
-    s.at(0.8, "3", "disconnect").at(1.0, "1", "msend").at(1.4, "3", "deregister")
-    s.at(1.6, "2", "msend").at(2.0, "3", "register").at(2.5, "1", "msend")
+    s.at(0.8, "3", "disconnect", label="d").at(1.0, "1", "msend", follows="d", label="m1")
+    s.at(1.4, "3", "deregister", follows="m1", label="out")
+    s.at(1.6, "2", "msend", follows="out", label="m2").at(2.0, "3", "register", follows="m2")
+    s.at(2.5, "1", "msend")
     return s.build()
 
 
@@ -150,10 +171,70 @@ def boundary_td(_: int) -> Scenario:
         "reconnect one message is aged td + 0.5 s (must not arrive), one td - 0.5 s "
         "(must arrive); tol 0.25 s",
         profiles=("basic",),
+        expect=(
+            Expectation("owed-at-reconnect", "no-miss", min_age=1.0),
+            Expectation("expired-at-reconnect", "no-expired", max_age=3.0),
+        ),
     )
     s.all(0.0, "register", gap=0.05)
-    s.at(0.5, "3", "disconnect").at(1.0, "1", "msend").at(2.0, "2", "msend")
-    s.at(3.5, "3", "reconnect").at(4.0, "1", "msend")
+    s.at(0.5, "3", "disconnect", label="d").at(1.0, "1", "msend", follows="d", label="old")
+    s.at(2.0, "2", "msend", follows="old").at(3.5, "3", "reconnect", follows="old")
+    s.at(4.0, "1", "msend")
+    return s.build()
+
+
+def offline_many_owed(_: int) -> Scenario:
+    s = Script(
+        "offline-many-owed",
+        3,
+        td=4.0,
+        description="eight messages sent while a participant is offline for less than "
+        "td - tol: every one is owed at its reconnect (td 4 s)",
+        profiles=("basic",),
+        expect=(Expectation("owed-at-reconnect", "no-miss", count=6),),
+    )
+    s.all(0.0, "register", gap=0.05)
+    s.at(0.5, "3", "disconnect", label="d")
+    for k in range(8):
+        s.at(0.8 + 0.2 * k, "1" if k % 2 == 0 else "2", "msend", follows="d",
+             label="first" if k == 0 else None)  # fmt: skip
+    s.at(3.0, "3", "reconnect", follows="first").at(3.5, "3", "msend")
+    return s.build()
+
+
+def msend_after_reconnect(_: int) -> Scenario:
+    s = Script(
+        "msend-after-reconnect",
+        3,
+        description="messages sent within 100 ms after a reconnect completes, by the "
+        "reconnected participant and by others, reach everyone, with those owed from before",
+        profiles=("basic",),
+        expect=(
+            Expectation("msend-after-reconnect", "no-miss"),
+            Expectation("owed-at-reconnect", "no-miss"),
+        ),
+    )
+    s.all(0.0, "register", gap=0.05)
+    s.at(0.5, "3", "disconnect", label="d").at(0.8, "1", "msend", follows="d", label="m")
+    s.at(1.2, "3", "reconnect", follows="m", label="r")
+    s.at(1.25, "3", "msend", follows="r").at(1.25, "1", "msend", follows="r")
+    s.at(1.3, "2", "msend", follows="r")
+    return s.build()
+
+
+def async_send(_: int) -> Scenario:
+    s = Script(
+        "async-send",
+        3,
+        description="one member stopped (SIGSTOP) for 2 s: the others' msends are still "
+        "acknowledged at once (the sender never waits for deliveries)",
+        profiles=("basic",),
+        expect=(Expectation("send-while-paused", "async-send", count=2),),
+    )
+    s.all(0.0, "register", gap=0.05)
+    s.at(0.6, "1", "msend").at(1.0, "3", "pause").at(1.3, "1", "msend")
+    s.at(1.6, "2", "msend").at(2.0, "1", "msend").at(3.0, "3", "resume")
+    s.at(3.5, "3", "msend")
     return s.build()
 
 
@@ -196,12 +277,19 @@ def participant_skew(_: int) -> Scenario:
         description="participant wall clocks off by +60 s and -60 s: expiry must not "
         "depend on them",
         profiles=("skew",),
+        expect=(
+            Expectation("owed-at-reconnect", "no-miss"),
+            Expectation("expired-at-reconnect", "no-expired"),
+        ),
     )
     s.all(0.0, "register", gap=0.05)
-    s.at(0.6, "3", "disconnect").at(0.9, "2", "msend").at(1.2, "1", "msend")
-    s.at(1.6, "3", "reconnect").at(2.0, "1", "disconnect").at(2.2, "2", "msend")
-    s.at(2.6, "1", "reconnect").at(3.0, "2", "disconnect").at(3.3, "1", "msend")
-    s.at(8.5, "2", "reconnect").at(9.0, "3", "msend")  # td 3: 3.3's message is 5.2 s old
+    s.at(0.6, "3", "disconnect", label="d3").at(0.9, "2", "msend", follows="d3")
+    s.at(1.2, "1", "msend", follows="d3", label="m2")
+    s.at(1.6, "3", "reconnect", follows="m2").at(2.0, "1", "disconnect", label="d1")
+    s.at(2.2, "2", "msend", follows="d1", label="m3")
+    s.at(2.6, "1", "reconnect", follows="m3").at(3.0, "2", "disconnect", label="d2")
+    s.at(3.3, "1", "msend", follows="d2", label="m4")
+    s.at(8.5, "2", "reconnect", follows="m4").at(9.0, "3", "msend")  # 3.3's is 5.2 s old
     return s.build()
 
 
@@ -212,10 +300,15 @@ def coordinator_skew(_: int) -> Scenario:
         clock_offsets=((COORDINATOR, 3600.0), ("3", -60.0)),
         description="coordinator wall clock an hour ahead: persistence still spans td",
         profiles=("skew",),
+        expect=(
+            Expectation("owed-at-reconnect", "no-miss"),
+            Expectation("expired-at-reconnect", "no-expired"),
+        ),
     )
     s.all(0.0, "register", gap=0.05)
-    s.at(0.6, "3", "disconnect").at(0.9, "1", "msend").at(1.4, "3", "reconnect")
-    s.at(1.8, "2", "disconnect").at(2.0, "1", "msend").at(6.0, "2", "reconnect")
+    s.at(0.6, "3", "disconnect", label="d3").at(0.9, "1", "msend", follows="d3", label="m1")
+    s.at(1.4, "3", "reconnect", follows="m1").at(1.8, "2", "disconnect", label="d2")
+    s.at(2.0, "1", "msend", follows="d2", label="m2").at(6.0, "2", "reconnect", follows="m2")
     s.at(6.5, "3", "msend")
     return s.build()
 
@@ -229,6 +322,11 @@ def _step_scenario(name: str, step: float, description: str) -> Callable[[int], 
             clock_offsets=((COORDINATOR, 0.0),),
             description=description,
             profiles=("faults",),
+            expect=(
+                Expectation("expired-at-reconnect", "no-expired")
+                if step < 0
+                else Expectation("owed-at-reconnect", "no-miss"),
+            ),
         )
         s.all(0.0, "register", gap=0.05)
         s.at(0.5, "3", "disconnect").at(0.8, "1", "msend")
@@ -252,6 +350,7 @@ def participant_crash(_: int) -> Scenario:
         description="a participant is killed "
         "while online; messages sent while it is dead arrive after restart + reconnect",
         profiles=("faults",),
+        expect=(Expectation("owed-at-reconnect", "no-miss"),),
     )
     s.all(0.0, "register", gap=0.05)
     s.at(0.6, "1", "msend").at(1.2, "3", "kill").at(1.6, "1", "msend").at(1.9, "2", "msend")
@@ -280,6 +379,7 @@ def participant_pause(_: int) -> Scenario:
         description="one participant stopped (SIGSTOP) for "
         "2 s: the others still get every message at once",
         profiles=("faults",),
+        expect=(Expectation("send-while-paused", "async-send"),),
     )
     s.all(0.0, "register", gap=0.05)
     s.at(0.6, "1", "msend").at(1.0, "3", "pause").at(1.3, "1", "msend")
@@ -325,6 +425,9 @@ REGISTRY: dict[str, Entry] = {
         _entry(concurrent_senders),
         _entry(concurrent_membership),
         _entry(boundary_td),
+        _entry(offline_many_owed),
+        _entry(msend_after_reconnect),
+        _entry(async_send),
         _entry(_random("random-basic", "basic", n=4, duration=5.0), random=True),
         _entry(many_participants),
         _entry(burst_senders),

@@ -4,8 +4,10 @@
 // "mono" -> "mono <System.nanoTime()/1e9>".
 // Timed waits of 500 ms: "sleep" Thread.sleep, "wait" Object.wait, "park"
 // LockSupport.parkNanos, "accept" ServerSocket.accept with soTimeout (the timeout is expected),
-// "sched" a ScheduledExecutorService delay; each replies "<command> <elapsed on nanoTime>
-// <process CPU seconds spent meanwhile>" (a wait that spins instead of blocking burns CPU).
+// "sched" a ScheduledExecutorService delay; each runs on its own thread (several may be sent at
+// once) and replies "<command> <elapsed on nanoTime> <process CPU seconds spent meanwhile>"
+// (a wait that spins instead of blocking burns CPU). Every wait is warmed up (1 ms) before
+// "ready", so class loading is not timed.
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.lang.management.ManagementFactory;
@@ -37,66 +39,89 @@ public class ClockProbe {
         return 0;
     }
 
-    static boolean waitFor(String command) throws Exception {
+    static final String[] WAITS = {"sleep", "wait", "park", "accept", "sched"};
+
+    static void waitFor(String command, int millis) throws Exception {
         switch (command) {
             case "sleep":
-                Thread.sleep(500);
-                return true;
+                Thread.sleep(millis);
+                break;
             case "wait":
                 synchronized (LOCK) {
-                    LOCK.wait(500);
+                    LOCK.wait(millis);
                 }
-                return true;
+                break;
             case "park":
-                LockSupport.parkNanos(500_000_000L);
-                return true;
+                LockSupport.parkNanos(millis * 1_000_000L);
+                break;
             case "accept":
                 try (ServerSocket server = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
-                    server.setSoTimeout(500);
+                    server.setSoTimeout(millis);
                     server.accept().close();
                 } catch (SocketTimeoutException expected) {
                     // the timeout is the point
                 }
-                return true;
+                break;
             case "sched":
-                SCHEDULER.schedule(() -> { }, 500, TimeUnit.MILLISECONDS).get();
-                return true;
+                SCHEDULER.schedule(() -> { }, millis, TimeUnit.MILLISECONDS).get();
+                break;
             default:
-                return false;
+                throw new IllegalArgumentException(command);
         }
+    }
+
+    static void timed(String command) {
+        try {
+            long cpu = cpuNanos();
+            long start = System.nanoTime();
+            waitFor(command, 500);
+            long elapsed = System.nanoTime() - start;
+            reply(String.format(Locale.ROOT, "%s %.6f %.6f", command, elapsed / 1e9, (cpuNanos() - cpu) / 1e9));
+        } catch (Exception e) {
+            reply("error " + command + " " + e);
+        }
+    }
+
+    static synchronized void reply(String line) {
+        System.out.println(line);
+        System.out.flush();
     }
 
     public static void main(String[] args) throws Exception {
         cpuNanos(); // load the management classes before any command is timed
-        System.out.println("ready java " + System.getProperty("java.version"));
+        for (String command : WAITS) {
+            waitFor(command, 1);
+        }
+        reply("ready java " + System.getProperty("java.version"));
         BufferedReader in = new BufferedReader(new InputStreamReader(System.in));
         for (String line = in.readLine(); line != null; line = in.readLine()) {
             String command = line.trim();
             switch (command) {
                 case "wall":
-                    System.out.printf(Locale.ROOT, "wall %.3f%n", System.currentTimeMillis() / 1000.0);
-                    continue;
+                    reply(String.format(Locale.ROOT, "wall %.3f", System.currentTimeMillis() / 1000.0));
+                    break;
                 case "instant":
                     Instant now = Instant.now();
-                    System.out.printf(Locale.ROOT, "instant %d.%09d%n", now.getEpochSecond(), now.getNano());
-                    continue;
-                case "date":
-                    System.out.printf(Locale.ROOT, "date %.3f%n", new Date().getTime() / 1000.0);
-                    continue;
-                case "mono":
-                    System.out.printf(Locale.ROOT, "mono %.6f%n", System.nanoTime() / 1e9);
-                    continue;
-                default:
+                    reply(String.format(Locale.ROOT, "instant %d.%09d", now.getEpochSecond(), now.getNano()));
                     break;
+                case "date":
+                    reply(String.format(Locale.ROOT, "date %.3f", new Date().getTime() / 1000.0));
+                    break;
+                case "mono":
+                    reply(String.format(Locale.ROOT, "mono %.6f", System.nanoTime() / 1e9));
+                    break;
+                case "sleep":
+                case "wait":
+                case "park":
+                case "accept":
+                case "sched":
+                    Thread waiter = new Thread(() -> timed(command), "probe-" + command);
+                    waiter.setDaemon(true);
+                    waiter.start();
+                    break;
+                default:
+                    reply("error " + command);
             }
-            long cpu = cpuNanos();
-            long start = System.nanoTime();
-            if (!waitFor(command)) {
-                System.out.println("error " + command);
-                continue;
-            }
-            long elapsed = System.nanoTime() - start;
-            System.out.printf(Locale.ROOT, "%s %.6f %.6f%n", command, elapsed / 1e9, (cpuNanos() - cpu) / 1e9);
         }
     }
 }

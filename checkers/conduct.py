@@ -1,0 +1,151 @@
+"""Rules on how the programs behave rather than on what they deliver (docs/rules.md):
+`acknowledged` (every valid command is acknowledged by the coordinator within op_timeout and
+not refused), `async-send` (an msend is acknowledged within L while another member is paused
+or partitioned), `no-crash` (no process exits without the harness asking). Pure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Optional
+
+from checkers.faults import FaultModel, Pause
+from checkers.model import Params
+from checkers.timeline import OFFLINE, ONLINE, OUT, Timeline
+from checkers.trace import COORDINATOR, Op, Trace
+from checkers.verdict import Violation, fmt_t
+
+DEFAULT_OP_TIMEOUT = 5.0
+VALID_FROM = {
+    "register": frozenset((OUT,)),
+    "disconnect": frozenset((ONLINE,)),
+    "reconnect": frozenset((OFFLINE,)),
+    "deregister": frozenset((ONLINE, OFFLINE)),
+    "msend": frozenset((ONLINE,)),
+}
+
+
+def conduct(
+    trace: Trace, params: Params, timelines: Mapping[str, Timeline], faults: FaultModel
+) -> list[Violation]:
+    """The violations of acknowledged, async-send and no-crash in `trace`."""
+    found = list(_acknowledged(trace, params, timelines, faults))
+    found += _async_send(trace, params, faults)
+    found += _crashes(trace)
+    return found
+
+
+def _faulted(op: Op, until: float, faults: FaultModel) -> Optional[Pause]:
+    """A pause or partition of the op's participant, or a pause of the coordinator, that
+    meets [invoke, until]: it makes the op's outcome unknown."""
+    mine = (
+        faults.pauses.get(op.participant, ())
+        + faults.pauses.get(COORDINATOR, ())
+        + faults.partitions.get(op.participant, ())
+    )
+    return next((x for x in mine if x.t0 <= until and x.t1 >= op.invoked), None)
+
+
+def _killed_during(op: Op, until: float, faults: FaultModel) -> bool:
+    return any(op.invoked <= k.t0 <= until for k in faults.kills.get(op.participant, ()))
+
+
+def _acknowledged(
+    trace: Trace, params: Params, timelines: Mapping[str, Timeline], faults: FaultModel
+) -> Iterator[Violation]:
+    timeout = trace.op_timeout if trace.op_timeout is not None else DEFAULT_OP_TIMEOUT
+    for op in trace.ops:
+        until = op.invoked + timeout
+        if op.outcome in ("info", "none") or until > params.horizon:
+            continue
+        if _faulted(op, until, faults) or _killed_during(op, until, faults):
+            continue
+        token = f" {op.message}" if op.message else ""
+        what = f"{op.f}{token} (op {op.id}, invoked {fmt_t(op.invoked)})"
+        if op.ok and op.acked:
+            continue
+        if op.ok:
+            if op.late_ack is not None and op.late_ack <= until:
+                continue
+            why = (
+                f"{what}: no acknowledgement from the coordinator within op_timeout {timeout:g} s "
+                f"(its request reached the coordinator at {fmt_t(op.t0)})"
+            )
+            yield Violation("acknowledged", op.participant, None, None, (), why, op.invoked)
+            continue
+        states, _ = timelines[op.participant].states(op.invoked, op.invoked)
+        if not states <= VALID_FROM[op.f]:
+            continue  # not valid in every state the earlier ops allow: a refusal may be right
+        state = " or ".join(sorted(states))
+        if op.refusal is not None:
+            why = (
+                f"{what} refused: {op.refusal!r}, although p{op.participant} was {state}, "
+                "so the command was valid"
+            )
+        else:
+            why = f"{what} got no acknowledgement: {op.error or 'failed'}"
+        yield Violation("acknowledged", op.participant, None, None, (), why, op.invoked)
+
+
+def _async_send(trace: Trace, params: Params, faults: FaultModel) -> Iterator[Violation]:
+    lat = params.latency
+    obstacles = [
+        x
+        for group in (*faults.pauses.values(), *faults.partitions.values())
+        for x in group
+        if x.target != COORDINATOR
+    ]
+    if not obstacles:
+        return
+    for op in trace.ops:
+        if op.f != "msend" or op.outcome == "fail":
+            continue
+        ack = op.t1 if op.ok and op.acked else op.late_ack
+        if ack is not None and ack - op.t0 <= lat:
+            continue
+        if ack is None and params.horizon < op.t0 + lat:
+            continue
+        blocking = [
+            x for x in obstacles if x.target != op.participant and x.t0 <= op.t0 + lat <= x.t1
+        ]
+        if not blocking:
+            continue
+        took = (
+            f"acknowledged {ack - op.t0:.3f} s after"
+            if ack is not None
+            else "never acknowledged after"
+        )
+        why = (
+            f"msend {op.message} (op {op.id}) {took} its request reached the coordinator at "
+            f"{fmt_t(op.t0)} (> L {lat:g}) while {', '.join(x.describe() for x in blocking)}: "
+            "the sender waited for deliveries"
+        )
+        yield Violation("async-send", op.participant, op.message, None, (), why, op.t0)
+
+
+def _crashes(trace: Trace) -> Iterator[Violation]:
+    for exit in trace.exits:
+        if (
+            exit.target != COORDINATOR
+            and trace.exit_on_deregister
+            and _after_deregister(trace, exit.target, exit.t)
+        ):
+            continue
+        who = "the coordinator" if exit.target == COORDINATOR else f"p{exit.target}"
+        code = exit.returncode
+        how = (
+            f"was killed by signal {-code}"
+            if isinstance(code, int) and code < 0
+            else f"exited with status {code}"
+        )
+        last = f"; last stderr: {' | '.join(repr(x) for x in exit.stderr)}" if exit.stderr else ""
+        why = f"{who} {how} at {fmt_t(exit.t)} without being asked{last}"
+        yield Violation("no-crash", exit.target, None, None, (), why, exit.t)
+
+
+def _after_deregister(trace: Trace, participant: str, t: float) -> bool:
+    """True when p's last op invoked before t is a deregister that did not fail."""
+    last = None
+    for op in trace.ops:
+        if op.participant == participant and op.invoked <= t:
+            last = op
+    return last is not None and last.f == "deregister" and last.outcome != "fail"
