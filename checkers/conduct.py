@@ -97,8 +97,8 @@ def _async_send(trace: Trace, params: Params, faults: FaultModel) -> Iterator[Vi
     if not obstacles:
         return
     for op in trace.ops:
-        if op.f != "msend" or op.outcome == "fail":
-            continue
+        if op.f != "msend" or not op.ok:
+            continue  # failed, or unknown because of a fault of the sender or the coordinator
         ack = op.t1 if op.ok and op.acked else op.late_ack
         if ack is not None and ack - op.t0 <= lat:
             continue

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from checkers.trace import COORDINATOR, Fault, Op
+from checkers.trace import COORDINATOR, Fault, Op, make_op
 from checkers.verdict import fmt_t
 
 
@@ -44,7 +44,8 @@ class Pause:
         who = self.target if self.target == COORDINATOR else f"p{self.target}"
         if self.resumed:
             return f"{who} {self.word} [{fmt_t(self.t0)}, {fmt_t(self.t1)}]"
-        return f"{who} {self.word} [{fmt_t(self.t0)}, -] (no end)"
+        end = "no resume" if self.word == "paused" else "no heal"
+        return f"{who} {self.word} [{fmt_t(self.t0)}, -] ({end})"
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,7 @@ def kill_op(fault: Fault) -> Op:
     """The synthetic op standing for a kill of participant `fault.target` at `fault.t` (by a
     `kill`, or a `restart` of a live process); its id names the fault and its line."""
     op_id = f"{fault.fault}@{fault.line}"
-    return Op(
-        op_id, fault.target, "kill", fault.t, fault.t, "ok", None, fault.line, fault.t,
-        True, None, None, "",
-    )  # fmt: skip
+    return make_op(op_id, fault.target, "kill", fault.t, fault.t, "ok", None, fault.line)
 
 
 def fault_model(faults: Iterable[Fault], horizon: float) -> FaultModel:

@@ -86,6 +86,20 @@ class Op:
         return self.outcome == "ok"
 
 
+def make_op(
+    op_id: Union[int, str],
+    participant: str,
+    f: str,
+    t0: float,
+    t1: Optional[float],
+    outcome: str,
+    message: Optional[str] = None,
+    line: int = 0,
+) -> Op:
+    """An acknowledged-style Op invoked at t0 (no request time, acknowledgement or refusal)."""
+    return Op(op_id, participant, f, t0, t1, outcome, message, line, t0, True, None, None, "")
+
+
 @dataclass(frozen=True)
 class Exit:
     """A process that exited or died without the harness asking (`process` event `exit`)."""

@@ -78,6 +78,15 @@ class Close:
 
 
 @dataclass(frozen=True)
+class Hangup:
+    """The participant closed its side of control connection `conn` at t: a close by the
+    coordinator after that is no acknowledgement."""
+
+    conn: int
+    t: float
+
+
+@dataclass(frozen=True)
 class Refused:
     """A control connection of this participant could not be made at t (coordinator refused
     it, or a partition)."""
@@ -215,6 +224,7 @@ class _Armed:
     released_at: Optional[float] = None
     refused_connect: bool = False
     cut: bool = False
+    hung_up: frozenset[int] = frozenset()  # connections the participant closed first
 
     def text(self, conn: int) -> str:
         return dict(self.replies).get(conn, "")
@@ -297,10 +307,16 @@ class OpMachine:
 
     def _close(self, e: Close) -> list[Action]:
         a = self.armed
-        if a is None or e.conn not in a.senders or a.replied:
+        if a is None or e.conn not in a.senders or a.replied or e.conn in a.hung_up:
             return []
         self.armed = replace(a, replied=True)
         return self._maybe_complete(e.t, a.text(e.conn))
+
+    def _hangup(self, e: Hangup) -> list[Action]:
+        a = self.armed
+        if a is not None and e.conn in a.senders:
+            self.armed = replace(a, hung_up=a.hung_up | {e.conn})
+        return []
 
     def _refused(self, e: Refused) -> list[Action]:
         if self.armed is not None:
@@ -460,6 +476,7 @@ _HANDLERS = {
     Request: OpMachine._request,
     Reply: OpMachine._reply,
     Close: OpMachine._close,
+    Hangup: OpMachine._hangup,
     Refused: OpMachine._refused,
     Cut: OpMachine._cut,
     Line: OpMachine._line,

@@ -107,7 +107,8 @@ class InterposeWatch:
 
 
 ControlSink = Callable[[str, int, bytes], None]
-"""`sink(kind, conn, data)`: kind is request / reply / close / refused / cut (SPEC: the events
+"""`sink(kind, conn, data)`: kind is request / reply / close / hangup (the participant closed
+its side) / refused / cut (the events
 of the op-completion machine); called on the loop thread before the bytes are passed on."""
 ListeningPorts = Callable[[], "set[int]"]
 MIRROR_POLL = 0.01  # seconds between checks that each delivery port mirrors thread-B's
@@ -307,8 +308,8 @@ class _Link:
             return
         self.closed_event(self.who(side), "eof")
         self.ended.add(side.initiator)
-        if self.channel == CONTROL and not side.initiator:
-            self.proxy.control("close", self.conn)
+        if self.channel == CONTROL:
+            self.proxy.control("hangup" if side.initiator else "close", self.conn)
         target = self.peer(side).transport
         if target is not None and not target.is_closing() and target.can_write_eof():
             target.write_eof()
@@ -319,8 +320,8 @@ class _Link:
         if self.done:
             return
         self.closed_event(self.who(side), _reason(exc) if exc is not None else "closed")
-        if self.channel == CONTROL and not side.initiator:
-            self.proxy.control("close", self.conn)
+        if self.channel == CONTROL:
+            self.proxy.control("hangup" if side.initiator else "close", self.conn)
         self.finish(reset=True)
 
     def throttle(self, side: _Side, paused: bool) -> None:

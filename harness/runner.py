@@ -622,6 +622,8 @@ class _Run:
             event = om.Close(conn, t)
         elif kind == "cut":
             event = om.Cut(conn, t)
+        elif kind == "hangup":
+            event = om.Hangup(conn, t)
         else:
             event = om.Refused(t)
         self._feed(part, event)

@@ -370,9 +370,19 @@ def _submit(sim: _Sim, op: int, a: Action, ports: dict[str, int]) -> None:
     if a.f in ("register", "reconnect"):
         invoke["port"] = ports[a.participant] = a.port
     done = a.t + a.duration
+    status = sim.model.status[a.participant]
+    faulted = a.outcome in ("info", "none") or (
+        a.outcome == "fail" and status in VALID_FROM[a.f]
+    )
+    if faulted:  # what made a valid op fail or time out: a partition (docs/rules.md)
+        cut = {"type": "fault", "fault": "partition", "target": a.participant}
+        sim.emit(a.t, dict(cut, t=a.t))
     sim.emit(a.t, invoke)
     if a.outcome != "none":
-        sim.emit(done, _completion(a, op, done, sim.model.status[a.participant]))
+        sim.emit(done, _completion(a, op, done, status))
+        if faulted:
+            heal = {"type": "fault", "t": done, "fault": "heal", "target": a.participant}
+            sim.emit(done, heal)
     if a.f in ("disconnect", "deregister") and a.outcome == "ok":
         probe = {"type": "probe", "t": done + PROBE_DELAY, "participant": a.participant}
         probe.update(probe="port_released", port=ports.get(a.participant, 0), ok=True)

@@ -567,7 +567,11 @@ FAULTY = dict(p_kill=0.08, p_pause=0.08, p_coordinator_pause=0.03)
 
 def pauses_of(events: Events, who: str) -> list[tuple[float, float]]:
     """[pause, resume] intervals of `who` (the generator always resumes)."""
-    starts = [e["t"] for e in events if e["type"] == "fault" and e["target"] == who]
+    starts = [
+        e["t"]
+        for e in events
+        if e["type"] == "fault" and e["target"] == who and e["fault"] in ("pause", "resume")
+    ]
     return list(zip(starts[::2], starts[1::2]))
 
 

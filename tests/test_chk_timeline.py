@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from checkers.timeline import Timeline, apply, closure
-from checkers.trace import Op
+from checkers.trace import make_op
 
 KINDS = ("register", "disconnect", "reconnect", "deregister")
 
@@ -43,7 +43,7 @@ def timelines(draw: st.DrawFn) -> Timeline:
         outcome = draw(st.sampled_from(["ok", "ok", "ok", "fail", "info", "none"]))
         length = draw(st.sampled_from([0.0, 0.05, 0.3, 2.0]))
         t1 = None if outcome in ("info", "none") else t + length
-        ops.append(Op(i + 1, "1", draw(st.sampled_from(KINDS)), t, t1, outcome, None, i + 2))
+        ops.append(make_op(i + 1, "1", draw(st.sampled_from(KINDS)), t, t1, outcome, None, i + 2))
     return Timeline("1", ops)
 
 

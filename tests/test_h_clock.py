@@ -14,7 +14,7 @@ from typing import Callable
 import pytest
 
 from harness import clock
-from harness.clock import ClockUnavailable, FakeClock, ProbeProcess
+from harness.clock import ClockUnavailable, FakeClock, ProbeProcess, ProbeTimeout
 from tests.procutil import wait_until
 
 pytestmark = pytest.mark.process
@@ -49,12 +49,12 @@ def start(workdir: Path, tmp_path: Path) -> Iterator[Start]:
         probe.close()
 
 
-def offset_of(probe: ProbeProcess) -> float:
-    """The probe's wall clock minus ours, read from a real `wall` reply."""
+def offset_of(probe: ProbeProcess, command: str = "wall") -> float:
+    """The probe's wall clock minus ours, read from a real `wall` (or `command`) reply."""
     sent = time.time()
-    reply, elapsed = probe.ask("wall", 5)
+    reply, elapsed = probe.ask(command, 5)
     word, _, value = reply.partition(" ")
-    assert word == "wall" and elapsed < 1, (reply, elapsed)
+    assert word == command and elapsed < 1, (reply, elapsed)
     return float(value) - (sent + elapsed / 2)
 
 
@@ -72,6 +72,14 @@ def assert_real_wait(probe: ProbeProcess, command: str) -> None:
     """A 0.5 s wait in the probe takes 0.4-1.5 s of our (real) time."""
     _, real = probe.ask(command, 5)
     assert 0.4 <= real <= 1.5, f"{command} took {real:.3f} s"
+
+
+def assert_real_waits_at_once(probe: ProbeProcess, commands: list[str]) -> None:
+    """0.5 s waits run concurrently in the probe each take 0.4-1.5 s of our (real) time."""
+    replies = probe.ask_all(commands, 5)
+    for command in commands:
+        real = replies[command][1]
+        assert 0.4 <= real <= 1.5, f"{command} took {real:.3f} s"
 
 
 @pytest.mark.timeout(30)
@@ -101,11 +109,19 @@ def test_fractional_and_negative_offsets_are_exact(start: Start) -> None:
 @needs_java
 @pytest.mark.timeout(60)
 def test_jvm_process_wall_clock_is_offset_and_steps_while_running(start: Start) -> None:
-    fake, probe = start("java", 3600, True)
-    assert abs(offset_of(probe) - 3600) <= 2
-    assert_real_wait(probe, "sleep")
-    assert_real_wait(probe, "wait")
+    # The default mode (monotonic not faked, FAKETIME_FORCE_MONOTONIC_FIX=0): currentTimeMillis,
+    # Instant.now and Date step; nanoTime does not; every timed wait takes its real time.
+    fake, probe = start("java", 3600, False)
+    for command in ("wall", "instant", "date"):
+        assert abs(offset_of(probe, command) - 3600) <= 2, command
+    assert_real_waits_at_once(probe, list(clock.WAITS["java"]))
+    mono_before, real_before = float(probe.ask("mono", 5)[0].split()[1]), time.monotonic()
     assert_steps(fake, probe, -60)
+    mono_after, real_after = float(probe.ask("mono", 5)[0].split()[1]), time.monotonic()
+    assert abs((mono_after - mono_before) - (real_after - real_before)) < 0.5
+    for command in ("instant", "date"):
+        assert abs(offset_of(probe, command) + 60) <= 2, command
+    assert_real_waits_at_once(probe, list(clock.WAITS["java"]))
 
 
 @pytest.mark.timeout(30)
@@ -144,15 +160,29 @@ def test_selftest_python_with_monotonic_faked_is_refused(workdir: Path) -> None:
 @needs_java
 @pytest.mark.timeout(60)
 def test_selftest_java_verdicts(workdir: Path) -> None:
-    wall_only = clock.measure("java", False, workdir, 20)
-    assert not wall_only.ok and not wall_only.offset_ok
-    # Measured: Object.wait(500) returns at once; under load the JVM may also stall.
-    assert wall_only.reason.startswith("java with DONT_FAKE_MONOTONIC=1: ")
+    # The default mode: wall clock faked and stepped, nanoTime and every timed wait real.
+    default = clock.measure("java", False, workdir, 20)
+    assert default.ok and default.offset_ok, default.reason
+    assert default.reason == "java with monotonic not faked: ok"
+    assert default.skip_reason("clock_offset") is None
+    assert default.skip_reason("clock_step") is None
+    figures = default.figures
+    assert set(clock.WALLS["java"]) == {"wall", "instant", "date"}
+    for command in clock.WALLS["java"]:
+        assert abs(figures[f"{command}_offset"] - 3600) <= 2
+        assert abs(figures[f"{command}_offset_after"] + 60) <= 2
+    assert abs(figures["monotonic_jump"]) <= clock.MONOTONIC_TOLERANCE
+    for command in clock.WAITS["java"]:
+        for when in ("before", "after"):
+            assert clock.WAIT_BOUNDS[0] <= figures[f"{command}_{when}"] <= clock.WAIT_BOUNDS[1]
+    # A faked monotonic clock moves with every step (libfaketime derives it from the fake wall
+    # clock): offsets apply, steps are refused, and the reason says what to set instead.
     faked = clock.measure("java", True, workdir, 20)
     assert faked.offset_ok and not faked.ok
     assert faked.skip_reason("clock_offset") is None
     assert faked.skip_reason("clock_step") == faked.reason
     assert faked.reason.startswith("java with monotonic faked: the -60 s step moved the monotonic")
+    assert faked.reason.endswith("clock_step needs [clock] fake_monotonic = false)")
 
 
 @pytest.mark.timeout(30)
@@ -163,7 +193,7 @@ def test_selftest_native_ok(workdir: Path) -> None:
 
 def test_java_missing_is_a_clear_verdict(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(workdir / "no-such-bin"))
-    support = clock.measure("java", True, workdir, 20)
+    support = clock.measure("java", False, workdir, 20)
     assert (support.ok, support.offset_ok, support.reason) == (False, False, "java not found")
 
 
@@ -179,8 +209,12 @@ def test_faketime_in_the_environment_is_refused(tmp_path: Path) -> None:
         fake.env({"FAKETIME": "+5"})
     env = fake.env({"LD_PRELOAD": "/opt/other.so"})
     assert env["LD_PRELOAD"] == f"{clock.library_path()}:/opt/other.so"
-    assert env["DONT_FAKE_MONOTONIC"] == "1"
-    assert FakeClock(tmp_path / "m", 10, True).env({})["DONT_FAKE_MONOTONIC"] == "0"
+    assert env["DONT_FAKE_MONOTONIC"] == env["FAKETIME_DONT_FAKE_MONOTONIC"] == "1"
+    # Not faked: a CLOCK_MONOTONIC deadline is passed through (0); faked: converted (1).
+    assert env["FAKETIME_FORCE_MONOTONIC_FIX"] == "0"
+    faked = FakeClock(tmp_path / "m", 10, True).env({})
+    assert faked["DONT_FAKE_MONOTONIC"] == "0"
+    assert faked["FAKETIME_FORCE_MONOTONIC_FIX"] == "1"
 
 
 def test_offset_file_is_replaced_atomically(tmp_path: Path) -> None:
@@ -239,3 +273,17 @@ def test_unusable_probe_is_a_clear_verdict(tmp_path: Path) -> None:
     fake = FakeClock(tmp_path / "o", 0, False)
     with pytest.raises(ClockUnavailable, match=r"^cannot start the clock probe /no/such/program"):
         ProbeProcess(["/no/such/program"], fake.env(), tmp_path / "err")
+
+
+def test_ask_all_times_concurrent_replies_and_names_the_unanswered(tmp_path: Path) -> None:
+    script = tmp_path / "half.sh"
+    script.write_text('while read -r c; do [ "$c" = b ] || echo "$c 1"; done\n')
+    probe = ProbeProcess(["/bin/sh", str(script)], {}, tmp_path / "err")
+    try:
+        replies = probe.ask_all(["a"], 5)
+        assert list(replies) == ["a"] and replies["a"][0] == "a 1"
+        with pytest.raises(ProbeTimeout) as caught:
+            probe.ask_all(["c", "b"], 0.3)
+        assert caught.value.unanswered == ["b"]
+    finally:
+        probe.close()
