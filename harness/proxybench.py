@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from harness import opmachine as om
+from harness.opmachine import OpMachine, Policy
 from harness.proxy import Emit, ProxyHub
 
 LINE = b"MSEND 1 " + b"M" * 31 + b"\n"  # 40 bytes
@@ -119,12 +121,31 @@ def _file_emit(path: Path) -> Emit:
 
 
 def _proxied(hub: ProxyHub, name: str, coordinator: int) -> Mode:
-    """A mode through a new proxy on `hub`, armed before every op like the runner does."""
+    """A mode through a new proxy on `hub`, armed before every op and with the op-completion
+    machine fed from the proxy's control events, as the runner does."""
     listen = _free_port()
-    proxy = hub.add_participant(
-        "1", listen, ("127.0.0.1", coordinator), lambda op: None, lambda width: 0, False
-    )
-    return Mode(name, listen, lambda op: proxy.arm(op, "msend", None))
+    machine = OpMachine(Policy())
+    lock = threading.Lock()
+
+    def sink(kind: str, conn: int, data: bytes) -> None:
+        t = time.monotonic()
+        event = {
+            "request": om.Request(conn, t),
+            "reply": om.Reply(conn, data, t),
+            "close": om.Close(conn, t),
+        }.get(kind)
+        if event is not None:
+            with lock:
+                machine.handle(event)
+
+    proxy = hub.add_participant("1", [(listen, coordinator)], sink, lambda width: 0, False)
+
+    def arm(op: int) -> None:
+        with lock:
+            machine.handle(om.Invoke(op, "msend", time.monotonic()))
+        proxy.arm(op, "msend", None)
+
+    return Mode(name, listen, arm)
 
 
 def _free_port() -> int:

@@ -235,5 +235,9 @@ def test_a_quirk_the_adapter_does_not_absorb_is_caught(outcomes, name):
     assert run.error is None, run.error
     problems = clean_run_problems(run)
     assert any("register of p1: fail" in problem for problem in problems), problems
-    refused = [e for e in run.of("fail") if "participant said: > Error: " in e.get("error", "")]
+    refused = [
+        e
+        for e in run.of("fail")
+        if "> Error: " in e.get("refusal", "") and e.get("by") == "participant"
+    ]
     assert refused, "the participant's own refusal should complete the op (done_pattern)"

@@ -20,6 +20,9 @@ from typing import Callable, Optional
 
 import pytest
 
+from harness import opmachine as om
+from harness.opmachine import OpMachine, Policy
+from harness.procs import listening_ports
 from harness.proxy import AMBIGUOUS, NOT_FOUND, ParticipantProxy, PortMatch, ProxyHub, locate_port
 from tests.participant_driver import ParticipantDriver
 from tests.procutil import (
@@ -96,12 +99,59 @@ class Upstream:
         self.sock.close()
 
 
+class Driven:
+    """A participant proxy with the op-completion machine behind it, wired as the runner
+    wires it: `arm` invokes an op; the machine's settlements land in `completed`, refused
+    connections in `refused` (test-side stand-in for the runner, no process)."""
+
+    def __init__(self, harness: Harness) -> None:
+        self.harness = harness
+        self.machine = OpMachine(Policy(latency=60.0, op_timeout=60.0))
+        self.lock = threading.Lock()
+        self.proxy: Optional[ParticipantProxy] = None
+
+    def control(self, kind: str, conn: int, data: bytes) -> None:
+        t = time.monotonic()
+        events: dict[str, om.Event] = {
+            "request": om.Request(conn, t),
+            "reply": om.Reply(conn, data, t),
+            "close": om.Close(conn, t),
+            "hangup": om.Hangup(conn, t),
+            "cut": om.Cut(conn, t),
+            "refused": om.Refused(t),
+        }
+        with self.lock:
+            armed = self.machine.armed
+            if kind == "refused" and armed is not None and not armed.refused_connect:
+                self.harness.refused.append(armed.op)
+            for action in self.machine.handle(events[kind]):
+                if isinstance(action, om.Settle):
+                    self.harness.completed.append(action.op)
+                    assert self.proxy is not None
+                    self.proxy.disarm(action.op)
+
+    def arm(self, op: int, f: str, port: Optional[int] = None) -> None:
+        with self.lock:
+            self.machine.handle(om.Invoke(op, f, time.monotonic()))
+        assert self.proxy is not None
+        self.proxy.arm(op, f, port)
+
+    def disarm(self, op: int) -> None:
+        with self.lock:
+            self.machine.armed = None
+        assert self.proxy is not None
+        self.proxy.disarm(op)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.proxy, name)
+
+
 class Harness:
     """A hub, its events, and what each proxy's callbacks reported."""
 
     def __init__(self) -> None:
         self.events = Events()
-        self.hub = ProxyHub(self.events.emit)
+        self.hub = ProxyHub(self.events.emit, listening=listening_ports)
         self.hub.start()
         self.completed: list[int] = []
         self.refused: list[int] = []
@@ -114,18 +164,13 @@ class Harness:
 
     def proxy(
         self, coordinator: int, participant: str = "1", rewrite: bool = True
-    ) -> tuple[ParticipantProxy, int]:
+    ) -> tuple[Driven, int]:
         listen = free_port()
-        proxy = self.hub.add_participant(
-            participant,
-            listen,
-            ("127.0.0.1", coordinator),
-            self.completed.append,
-            self.port_source,
-            rewrite,
-            self.refused.append,
+        driven = Driven(self)
+        driven.proxy = self.hub.add_participant(
+            participant, [(listen, coordinator)], driven.control, self.port_source, rewrite
         )
-        return proxy, listen
+        return driven, listen
 
 
 def free_port_of_width(width: int) -> int:
@@ -292,16 +337,17 @@ def test_a_failing_recorder_never_breaks_forwarding(coordinator: Upstream) -> No
     hub = ProxyHub(broken)
     hub.start()
     try:
+        listen = free_port()
+
+        def sink(kind: str, conn: int, data: bytes) -> None:
+            if kind in ("reply", "close") and not completed:
+                completed.append(1)
+
         proxy = hub.add_participant(
-            "1",
-            free_port(),
-            ("127.0.0.1", coordinator.port),
-            completed.append,
-            free_port_of_width,
-            True,
+            "1", [(listen, coordinator.port)], sink, free_port_of_width, True
         )
         proxy.arm(1, "msend")
-        client = connect(proxy.listen_port)
+        client = connect(listen)
         server = coordinator.accept()
         client.sendall(b"MSEND 1 x\n")
         assert recv_exactly(server, 10) == b"MSEND 1 x\n"

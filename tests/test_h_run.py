@@ -269,7 +269,7 @@ def test_probe_follows_each_disconnect_and_deregister(recorded: tuple[Path, Path
         if e["f"] in ("disconnect", "deregister"):
             leaving.append((e, last_port[e["participant"]]))
     assert len(leaving) == 3
-    probes = of_type(evs, "probe")
+    probes = [e for e in of_type(evs, "probe") if e["probe"] == "port_released"]
     assert len(probes) == len(leaving)
     for (inv, port), probe in zip(leaving, probes):
         assert probe["probe"] == "port_released" and probe["ok"] is True, probe

@@ -515,8 +515,9 @@ def test_fault_and_skew_profiles_contain_their_faults() -> None:
     assert {"kill", "restart", "pause", "resume", "partition", "heal", "clock_step"} <= faults
     for name in PROFILES["skew"]:
         assert "clock_offset" in get_scenario(name).faults
-    for name in PROFILES["basic"]:
-        assert not get_scenario(name).faults, name
+    for name in PROFILES["basic"]:  # async-send stops a member: what the rule is about
+        allowed = {"pause", "resume"} if name == "async-send" else set()
+        assert get_scenario(name).faults <= allowed, name
 
 
 def test_unknown_scenario_name_is_one_line() -> None:
