@@ -55,14 +55,14 @@ def _acknowledged(
     timeout = trace.op_timeout if trace.op_timeout is not None else DEFAULT_OP_TIMEOUT
     for op in trace.ops:
         until = op.invoked + timeout
-        if op.outcome in ("info", "none") or until > params.horizon:
+        if op.outcome in ("info", "none") or (op.ok and op.acked):
             continue
+        if op.ok and until > params.horizon and op.late_ack is None:
+            continue  # a late acknowledgement may still have come after the trace's end
         if _faulted(op, until, faults) or _killed_during(op, until, faults):
             continue
         token = f" {op.message}" if op.message else ""
         what = f"{op.f}{token} (op {op.id}, invoked {fmt_t(op.invoked)})"
-        if op.ok and op.acked:
-            continue
         if op.ok:
             if op.late_ack is not None and op.late_ack <= until:
                 continue

@@ -394,6 +394,12 @@ class OpMachine:
         fields: dict[str, object] = {"request_at": a.request_at}
         if by_reply and reply.strip():
             fields["reply"] = " ".join(reply.split())[:200]
+        if not by_reply and not a.replied and not any(text for _, text in a.replies):
+            # the participant's own line, and not a byte from the coordinator: done, but not
+            # acknowledged by the coordinator (a reply may still come: a late ack)
+            fields["acknowledged"] = False
+            fields["reason"] = "completed by the participant's line; no reply from the coordinator"
+            self.unacked = _Unacked(a.op, a.index, a.senders, a.t0 + self.policy.op_timeout)
         return self._settle("ok", t, **fields)
 
     def _expire_all(self, t: float) -> list[Action]:

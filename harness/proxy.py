@@ -18,6 +18,7 @@ import contextlib
 import itertools
 import logging
 import re
+import select
 import socket
 import struct
 import threading
@@ -230,6 +231,8 @@ class _Link:
 
     def accepted(self) -> None:
         self.hub.links.add(self)
+        if self.channel == CONTROL:
+            self.proxy.unmade = max(0, self.proxy.unmade - 1)
         if self.channel == CONTROL and self.proxy.partitioned:
             self.refuse("harness", "partition")
             return
@@ -421,6 +424,7 @@ class ParticipantProxy:
         self.partitioned = False  # loop thread only
         self.mirrors: list[_Mirror] = []  # loop thread only
         self._listeners: list[_Listener] = []
+        self.unmade = 0  # control connections accepted whose transport is not made yet
 
     # runner thread
 
@@ -456,9 +460,11 @@ class ParticipantProxy:
     # loop thread
 
     def start(self, sock: socket.socket, target_port: int) -> None:
-        self._listeners.append(
-            _Listener(self.hub, sock, lambda: _Link(self, CONTROL, target_port).a)
-        )
+        self._listeners.append(_Listener(self.hub, sock, lambda: self._control_side(target_port)))
+
+    def _control_side(self, target_port: int) -> _Side:
+        self.unmade += 1  # until its connection_made (accepted)
+        return _Link(self, CONTROL, target_port).a
 
     def _partition(self) -> None:
         self.partitioned = True
@@ -475,12 +481,22 @@ class ParticipantProxy:
                 mirror.listener.close()
                 mirror.listener = None
 
-    def connecting(self) -> bool:
-        """True while a control connection of this participant waits for the coordinator."""
-        return any(
+    def busy(self) -> bool:
+        """True while bytes of this participant may still be on their way in: a connection
+        waiting in a listener's backlog, accepted but not set up yet, or waiting for the
+        coordinator."""
+        if self.unmade > 0:
+            return True
+        if any(
             link.proxy is self and link.channel == CONTROL and link.connecting
             for link in self.hub.links
-        )
+        ):
+            return True
+        socks = [listener.sock for listener in self._listeners if listener.sock.fileno() >= 0]
+        try:
+            return bool(select.select(socks, [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
 
     def follow(self, listening: set[int]) -> None:
         """Open or close each delivery port as its thread-B port listens or not."""
@@ -677,8 +693,10 @@ class ProxyHub:
         deadline = time.monotonic() + timeout
 
         def hop(n: int) -> None:
-            if n > 0 or (proxy.connecting() and time.monotonic() < deadline):
-                self.loop.call_soon(hop, max(0, n - 1))
+            if time.monotonic() < deadline and proxy.busy():
+                self.loop.call_soon(hop, 3)
+            elif n > 0:
+                self.loop.call_soon(hop, n - 1)
             else:
                 done.set()
 

@@ -30,6 +30,7 @@ from harness.scenario import COMMANDS, COORDINATOR, Scenario, Step
 
 Progress = Callable[[str], None]
 HOST = "127.0.0.1"
+ANY = ""  # key of the delays measured on any participant (they all run the same program)
 DEFAULT_LATENCY = 1.0  # L when the scenario does not set latency_bound (docs/rules.md)
 PROBE_GRACE = 2.0  # seconds a released port may take to become bindable after the reply
 LOG_NAME = "messages.log"
@@ -61,6 +62,7 @@ class _Pending:
     f: str
     port: Optional[int]
     t: float = 0.0  # when it was invoked
+    request_at: Optional[float] = None  # when its first request bytes reached the coordinator
     index: int = 0  # this op's command is the index-th written to the current process
     done: threading.Event = field(default_factory=threading.Event)
     outcome: Optional[str] = None
@@ -149,6 +151,7 @@ class _Run:
         self.labels: dict[str, float] = {}  # step label -> when its op settled / fault happened
         self.labelled = threading.Condition(self.lock)
         self.lags: dict[str, float] = {}  # participant -> its last invoke-to-request delay
+        self.ack_delays: dict[str, float] = {}  # participant -> its last request-to-ack delay
         self.parts: dict[str, _Participant] = {}
         self.coordinator: Any = None
         self.coordinator_clock: Any = None
@@ -485,21 +488,24 @@ class _Run:
             if not self._wait_for(step):
                 return
             self.say(f"{step.describe()}")
+            effect: Optional[float] = None
             if target == COORDINATOR:
                 self._coordinator_fault(step)
             elif step.action in COMMANDS:
-                self._op(self.parts[target], step)
+                effect = self._op(self.parts[target], step)
             else:
                 self._participant_fault(self.parts[target], step)
             if step.label:
-                self._mark(step.label)
+                self._mark(step.label, effect)
 
     def _wait_for(self, step: Step) -> bool:
         """Wait until `step` is due: its planned time, and when it follows a labelled step,
-        that step's actual completion plus the planned gap between them, less the time this
-        participant last took to pass a command on to the coordinator (so the offline periods
-        and message ages a scenario intends hold at the coordinator however slow the program
-        is). False when the run is stopping."""
+        the moment that step took effect (its request reached the coordinator; a fault: when
+        it was injected) plus the planned gap between them, less the time this participant
+        last took to pass a command on to the coordinator and half the time the coordinator
+        took to acknowledge it (so the offline periods and message ages a scenario intends
+        hold at the coordinator however slow the program is). False when the run is
+        stopping."""
         due = self.t0 + step.at
         if step.follows:
             anchor = self.sc.label(step.follows)
@@ -509,7 +515,11 @@ class _Run:
                     lambda: step.follows in self.labels or self.stop.is_set(), bound
                 )
                 done = self.labels.get(step.follows)
-            lag = self.lags.get(step.target, 0.0) if step.action in COMMANDS else 0.0
+            lag = 0.0
+            if step.action in COMMANDS:  # aim the middle of the effect window at the plan
+                p = step.target
+                lag = self.lags.get(p, self.lags.get(ANY, 0.0))
+                lag += self.ack_delays.get(p, self.ack_delays.get(ANY, 0.0)) / 2
             lag = min(lag, self.adapter.timing.op_timeout)
             if done is not None and anchor is not None:
                 due = max(due, done + step.at - anchor.at) - lag
@@ -518,14 +528,16 @@ class _Run:
             return False
         return not self.stop.is_set()
 
-    def _mark(self, label: str) -> None:
+    def _mark(self, label: str, at: Optional[float]) -> None:
         with self.labelled:
-            self.labels[label] = self._now()
+            self.labels[label] = self._now() if at is None else at
             self.labelled.notify_all()
 
     # ------------------------------------------------------------------ ops
 
-    def _op(self, part: _Participant, step: Step) -> None:
+    def _op(self, part: _Participant, step: Step) -> Optional[float]:
+        """Carry out one command; returns when its request reached the coordinator (None:
+        it never did)."""
         a = self.adapter
         self._ensure_running(part)
         f = step.action
@@ -560,6 +572,7 @@ class _Run:
             self._probe(part, pending)
         if a.commands.min_gap:
             self.stop.wait(a.commands.min_gap)
+        return pending.request_at
 
     def _await(self, part: _Participant, pending: _Pending) -> None:
         """Wait for the machine to settle `pending`, ticking it at its deadlines."""
@@ -594,15 +607,21 @@ class _Run:
         for action in actions:
             if isinstance(action, om.RequestSeen):
                 pending = part.pending
-                if pending is not None and pending.op == action.op and pending.index > 1:
-                    # the first command of a process also waits for its start-up
-                    self.lags[part.pid] = max(0.0, action.t - pending.t)
+                if pending is not None and pending.op == action.op:
+                    pending.request_at = action.t
+                    if pending.index > 1:  # the first command also waits for the start-up
+                        self.lags[part.pid] = self.lags[ANY] = max(0.0, action.t - pending.t)
                 self._ready_probe(part, action)
                 continue
             self._emit(action.event())
             if isinstance(action, om.Settle):
                 pending = part.pending
                 part.proxy.disarm(action.op)
+                fields = dict(action.fields)
+                acked = action.outcome == "ok" and fields.get("acknowledged") is not False
+                known = pending is not None and pending.request_at is not None
+                if acked and known and pending.index > 1:  # type: ignore[union-attr]
+                    self.ack_delays[part.pid] = max(0.0, action.t - pending.request_at)
                 if pending is not None and pending.op == action.op:
                     pending.outcome = action.outcome
                     pending.done.set()

@@ -371,9 +371,7 @@ def _submit(sim: _Sim, op: int, a: Action, ports: dict[str, int]) -> None:
         invoke["port"] = ports[a.participant] = a.port
     done = a.t + a.duration
     status = sim.model.status[a.participant]
-    faulted = a.outcome in ("info", "none") or (
-        a.outcome == "fail" and status in VALID_FROM[a.f]
-    )
+    faulted = a.outcome in ("info", "none") or (a.outcome == "fail" and status in VALID_FROM[a.f])
     if faulted:  # what made a valid op fail or time out: a partition (docs/rules.md)
         cut = {"type": "fault", "fault": "partition", "target": a.participant}
         sim.emit(a.t, dict(cut, t=a.t))

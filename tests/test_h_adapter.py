@@ -370,21 +370,22 @@ BAD = [
         MINIMAL + "[commands]\nregister = 'register {message}'\n",
         "commands.register",
         "placeholder {message} has no value in this field (available: {config}, {config_name}, "
-        "{coordinator_host}, {coordinator_port}, {coordinator_port2}, {id}, {log}, {log_name}, {port}, {port2}, "
-        "{python}, {td}, {workdir})",
+        "{coordinator_host}, {coordinator_port}, {coordinator_port2}, {id}, {log}, {log_name}, "
+        "{port}, {port2}, {python}, {td}, {workdir})",
     ),
     (
         _replace('"./part", "{config}"', '"./part", "{port}"'),
         "participant.cmd[1]",
         "placeholder {port} has no value in this field (available: {config}, {config_name}, "
-        "{coordinator_host}, {coordinator_port}, {coordinator_port2}, {id}, {log}, {log_name}, {port2}, {python}, "
-        "{td}, {workdir})",
+        "{coordinator_host}, {coordinator_port}, {coordinator_port2}, {id}, {log}, {log_name}, "
+        "{port2}, {python}, {td}, {workdir})",
     ),
     (
         _replace('"{port}\\n{td}\\n"', '"{port}\\n{td}\\n{id}"'),
         "coordinator.config",
         "placeholder {id} has no value in this field (available: {config}, {config_name}, "
-        "{coordinator_host}, {coordinator_port}, {coordinator_port2}, {port}, {port2}, {python}, {td}, {workdir})",
+        "{coordinator_host}, {coordinator_port}, {coordinator_port2}, {port}, {port2}, {python}, "
+        "{td}, {workdir})",
     ),
     (
         "build = ['make', 'TD={td}']\n" + MINIMAL,

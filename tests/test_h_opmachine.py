@@ -252,3 +252,12 @@ def test_a_coordinator_close_after_the_participant_gave_up_is_no_acknowledgement
     assert m.handle(om.Close(1, 0.32)) == []
     s = only_settle(m.handle(om.Tick(1.01)))
     assert dict(s.fields)["acknowledged"] is False
+
+
+def test_a_line_without_any_coordinator_byte_is_done_but_not_acknowledged() -> None:
+    m = machine(om.EITHER, done=DONE.pattern)
+    m.handle(om.Invoke(1, "register", 0.0))
+    m.handle(om.Request(1, 0.01))
+    s = only_settle(m.handle(om.Line("ok register", 0.31)))  # it gave up waiting, said ok
+    assert s.outcome == "ok" and dict(s.fields)["acknowledged"] is False
+    assert m.handle(om.Reply(1, b"OK\n", 0.5)) == [om.LateAck(1, 0.5, "reply")]
