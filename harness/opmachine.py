@@ -247,7 +247,7 @@ class OpMachine:
 
     policy: Policy
     armed: Optional[_Armed] = None
-    unacked: Optional[_Unacked] = None
+    unacked: tuple[_Unacked, ...] = ()  # settled without acknowledgement, still listening
     written: int = 0  # commands written to the current process
     done_lines: int = 0  # done-pattern lines of the current process since its first command
     answered: dict[int, tuple[int, str]] = field(default_factory=dict)  # index -> (op, outcome)
@@ -274,7 +274,6 @@ class OpMachine:
     def _invoke(self, e: Invoke) -> list[Action]:
         out = self._expire_all(e.t)
         self.written += 1
-        self.unacked = None
         self.armed = _Armed(e.op, e.f, e.t, self.written, held=self.holds > 0)
         return out
 
@@ -399,12 +398,18 @@ class OpMachine:
             # acknowledged by the coordinator (a reply may still come: a late ack)
             fields["acknowledged"] = False
             fields["reason"] = "completed by the participant's line; no reply from the coordinator"
-            self.unacked = _Unacked(a.op, a.index, a.senders, a.t0 + self.policy.op_timeout)
+            self._listen(a)
         return self._settle("ok", t, **fields)
 
+    def _listen(self, a: _Armed) -> None:
+        """Keep listening for a late acknowledgement of `a` until its op_timeout."""
+        self.unacked = (
+            *self.unacked,
+            _Unacked(a.op, a.index, a.senders, a.t0 + self.policy.op_timeout),
+        )
+
     def _expire_all(self, t: float) -> list[Action]:
-        if self.unacked is not None and t > self.unacked.until:
-            self.unacked = None
+        self.unacked = tuple(u for u in self.unacked if t <= u.until)
         deadline = self.deadline()
         if deadline is None or t < deadline:
             return []
@@ -427,7 +432,7 @@ class OpMachine:
         if a.cut:
             return self._settle("info", t, reason="connection cut by a partition before any reply")
         start = max(a.request_at, a.released_at or a.request_at)
-        self.unacked = _Unacked(a.op, a.index, a.senders, a.t0 + timeout)
+        self._listen(a)
         return self._settle(
             "ok",
             t,
@@ -439,13 +444,13 @@ class OpMachine:
         )
 
     def _late_reply(self, e: Reply) -> list[Action]:
-        u = self.unacked
-        if u is None or e.conn not in u.senders or e.t > u.until:
-            return []
         a = self.armed
         if a is not None and e.conn in a.senders:
             return []  # the connection carries the next command now
-        self.unacked = None
+        u = next((u for u in self.unacked if e.conn in u.senders and e.t <= u.until), None)
+        if u is None:
+            return []
+        self.unacked = tuple(x for x in self.unacked if x is not u)
         return [LateAck(u.op, e.t, "reply")]
 
     def _line_for_settled(self, e: Line, refusal: Optional[str]) -> list[Action]:
@@ -459,9 +464,9 @@ class OpMachine:
             return []
         if refusal is not None:
             return [Refusal(op, e.t, refusal)]
-        u = self.unacked
-        if u is not None and u.op == op and e.t <= u.until:
-            self.unacked = None
+        u = next((u for u in self.unacked if u.op == op and e.t <= u.until), None)
+        if u is not None:
+            self.unacked = tuple(x for x in self.unacked if x is not u)
             return [LateAck(op, e.t, "line")]
         return []
 

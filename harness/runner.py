@@ -501,32 +501,38 @@ class _Run:
     def _wait_for(self, step: Step) -> bool:
         """Wait until `step` is due: its planned time, and when it follows a labelled step,
         the moment that step took effect (its request reached the coordinator; a fault: when
-        it was injected) plus the planned gap between them, less the time this participant
-        last took to pass a command on to the coordinator and half the time the coordinator
-        took to acknowledge it (so the offline periods and message ages a scenario intends
-        hold at the coordinator however slow the program is). False when the run is
-        stopping."""
-        due = self.t0 + step.at
+        it was injected) plus the planned gap between them; a command is then sent early by
+        the time the participant last took to pass a command on to the coordinator and half
+        the time the coordinator took to acknowledge it (re-read while waiting), so the
+        offline periods and message ages a scenario intends hold at the coordinator however
+        slow the program is. False when the run is stopping."""
+        anchor = self.sc.label(step.follows) if step.follows else None
         if step.follows:
-            anchor = self.sc.label(step.follows)
             bound = self.adapter.timing.op_timeout * 3 + step.at
             with self.labelled:
                 self.labelled.wait_for(
                     lambda: step.follows in self.labels or self.stop.is_set(), bound
                 )
-                done = self.labels.get(step.follows)
-            lag = 0.0
-            if step.action in COMMANDS:  # aim the middle of the effect window at the plan
-                p = step.target
-                lag = self.lags.get(p, self.lags.get(ANY, 0.0))
-                lag += self.ack_delays.get(p, self.ack_delays.get(ANY, 0.0)) / 2
-            lag = min(lag, self.adapter.timing.op_timeout)
-            if done is not None and anchor is not None:
-                due = max(due, done + step.at - anchor.at) - lag
-        delay = due - self._now()
-        if delay > 0 and self.stop.wait(delay):
-            return False
-        return not self.stop.is_set()
+        while not self.stop.is_set():
+            delay = self._due(step, anchor) - self._now()
+            if delay <= 0:
+                return True
+            if self.stop.wait(min(delay, 0.05)):
+                return False
+        return False
+
+    def _due(self, step: Step, anchor: Optional[Step]) -> float:
+        due = self.t0 + step.at
+        done = self.labels.get(step.follows) if step.follows else None
+        if done is None or anchor is None:
+            return due
+        due = max(due, done + step.at - anchor.at)
+        if step.action not in COMMANDS:
+            return due
+        p = step.target  # aim the middle of the effect window at the plan
+        lag = self.lags.get(p, self.lags.get(ANY, 0.0))
+        lag += self.ack_delays.get(p, self.ack_delays.get(ANY, 0.0)) / 2
+        return due - min(lag, self.adapter.timing.op_timeout)
 
     def _mark(self, label: str, at: Optional[float]) -> None:
         with self.labelled:
@@ -621,7 +627,8 @@ class _Run:
                 acked = action.outcome == "ok" and fields.get("acknowledged") is not False
                 known = pending is not None and pending.request_at is not None
                 if acked and known and pending.index > 1:  # type: ignore[union-attr]
-                    self.ack_delays[part.pid] = max(0.0, action.t - pending.request_at)
+                    delay = max(0.0, action.t - pending.request_at)  # type: ignore[union-attr,operator]
+                    self.ack_delays[part.pid] = self.ack_delays[ANY] = delay
                 if pending is not None and pending.op == action.op:
                     pending.outcome = action.outcome
                     pending.done.set()

@@ -45,7 +45,7 @@ RUNS: dict[str, tuple[str, ...]] = {
     "keeps-listening": ("offline-within-td",),
     "blocking-sender": ("async-send",),
     "five-newest": ("offline-many-owed",),
-    "late-listener": ("online-multicast",),
+    "late-listener": ("online-multicast", "offline-within-td"),
     "connect-back-retry": ("online-multicast", "offline-within-td"),
 }
 FAILED = (FAIL, UNEXERCISED)
