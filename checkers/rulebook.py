@@ -1,6 +1,6 @@
 """The one registry of rules (docs/rules.md): name, report column, one-line summary and an
 example violation line. Verdicts, the grade table, `pams check --help` and the README's rule
-table all read it (tests/test_chk_rulebook.py keeps the README in step)."""
+table all read it (tests/test_chk_cli.py keeps the README in step)."""
 
 from __future__ import annotations
 
@@ -94,8 +94,9 @@ RULEBOOK: tuple[Rule, ...] = (
         "async",
         "an msend acknowledged more than L after its request (or never) while another member "
         "was paused or partitioned: the sender waited for deliveries",
-        "async-send p1 -: msend M00000004 (op 9) acknowledged 2.310 s after its request "
-        "reached the coordinator at 1.302 (> L 1.0) while p3 was paused [1.000, 3.000]",
+        "async-send p1 M00000004: msend M00000004 (op 9) acknowledged 2.310 s after its "
+        "request reached the coordinator at 1.302 (> L 1) while p3 paused [1.000, 3.000]: the "
+        "sender waited for deliveries",
     ),
     Rule(
         "no-crash",
@@ -110,8 +111,8 @@ RULEBOOK: tuple[Rule, ...] = (
         "ready",
         "thread-B was not listening on its port when the register/reconnect request reached "
         "the coordinator (it must be operational before the request is sent)",
-        "thread-b-ready p2 -: port 41002 was not listening when p2's register request (op 2) "
-        "reached the coordinator at 0.412",
+        "thread-b-ready p2 -: port 41002 was not listening when p2's register/reconnect "
+        "request (op 2) reached the coordinator at 0.412",
     ),
 )
 RULES: tuple[str, ...] = tuple(r.name for r in RULEBOOK)

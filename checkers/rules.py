@@ -12,8 +12,8 @@ Interpretation (documented in the README too):
   the trace lasted long enough to see the delivery (deadline + L <= trace end).
 - An offline period holding at m ends with p's first reconnect/deregister that was not
   certainly over before s0.
-- Deliveries before s0 (and of unknown or failed tokens) are phantoms and are left out of
-  the other rules, so one fault is not reported twice.
+- Deliveries before the msend's invoke (and of unknown or failed tokens) are phantoms and
+  are left out of the other rules, so one fault is not reported twice.
 
 Injected faults (`checkers.faults`):
 - A kill of p at k (or a restart of p not preceded by a kill: the live process was killed

@@ -154,7 +154,8 @@ class Commands:
 
 @dataclass(frozen=True)
 class ClockSpec:
-    """`fake_monotonic`: also fake the monotonic clock (runtimes like the JVM need it)."""
+    """`fake_monotonic`: also fake the monotonic clock. No known runtime needs it (the JVM works
+    with only the wall clock faked, docs/clock.md); with it, clock steps are skipped."""
 
     fake_monotonic: bool = False
 
@@ -493,6 +494,15 @@ def _problems(raw: dict[str, object]) -> list[tuple[str, str]]:
     return [p for t, section in sections.items() for p in _table_problems(t, section)]  # type: ignore[arg-type]
 
 
+def _consistency(raw: dict[str, object]) -> list[tuple[str, str]]:
+    """Problems between keys: `complete_on = "line"` needs a `done_pattern`."""
+    commands = raw.get("commands", {})
+    assert isinstance(commands, dict)
+    if commands.get("complete_on") == "line" and not commands.get("done_pattern"):
+        return [("commands.complete_on", '"line" needs a commands.done_pattern to match')]
+    return []
+
+
 def _table_problems(table: str, section: dict[str, object]) -> list[tuple[str, str]]:
     unknown = [k for k in section if table and k not in _SCHEMA[table]]
     found = [(_dotted(table, k), _unknown_key(table, k)) for k in unknown]
@@ -587,7 +597,7 @@ def load_adapter(ref: str) -> Adapter:
     directory containing pams.toml or adapter.toml. Raises AdapterError (`PATH: KEY: reason`)."""
     path = _locate(ref)
     raw = _parse(path)
-    problems = _problems(raw)
+    problems = _problems(raw) or _consistency(raw)
     if problems:
         key, reason = problems[0]
         raise AdapterError(f"{path}: {key}: {reason}")

@@ -260,4 +260,13 @@ def show(scenario: Scenario) -> str:
         f"{', '.join(scenario.participants)}"
     )
     offsets = "".join(f"\n clock offset {t}: {o:+g} s" for t, o in scenario.clock_offsets)
-    return head + offsets + "\n" + "\n".join(s.describe() for s in scenario.steps)
+    expect = "".join(
+        f"\n must exercise ({e.rule}): {e.count} x {e.kind}"
+        + (
+            f", aged {e.min_age or 0:g}..{e.max_age if e.max_age is not None else 'any'}"
+            if e.min_age is not None or e.max_age is not None
+            else ""
+        )
+        for e in scenario.expect
+    )
+    return head + offsets + expect + "\n" + "\n".join(s.describe() for s in scenario.steps)

@@ -478,7 +478,11 @@ class OpMachine:
         self.answered[a.index] = (a.op, outcome)
         if len(self.answered) > 64:
             self.answered.pop(min(self.answered))
-        kept = tuple((k, v) for k, v in fields.items() if v is not None)
+        kept = tuple(
+            (k, round(v, 6) if isinstance(v, float) else v)
+            for k, v in fields.items()
+            if v is not None
+        )
         return [Settle(a.op, a.f, outcome, t, kept)]
 
 

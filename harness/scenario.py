@@ -69,7 +69,10 @@ class Step:
 
     def describe(self) -> str:
         extra = self.message or (f"{self.offset:+g}s" if self.offset is not None else "")
-        return f"{self.at:7.3f}  {self.target:>11}  {self.action} {extra}".rstrip()
+        tags = (f" [{self.label}]" if self.label else "") + (
+            f" (after {self.follows} took effect)" if self.follows else ""
+        )
+        return f"{self.at:7.3f}  {self.target:>11}  {self.action} {extra}".rstrip() + tags
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ def deregister_reregister(_: int) -> Scenario:
     s.all(0.0, "register", gap=0.05)
     s.at(0.6, "1", "msend").at(1.0, "3", "deregister", label="out")
     s.at(1.3, "1", "msend", follows="out").at(1.6, "2", "msend", follows="out")
-    s.at(4.0, "3", "register", follows="out").at(4.6, "2", "msend")
+    s.at(3.0, "3", "register", follows="out").at(3.6, "2", "msend")  # within td of both
     return s.build()
 
 

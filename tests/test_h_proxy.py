@@ -882,3 +882,43 @@ def test_proxybench_reports_figures_for_every_mode() -> None:
         check=False,
     )
     assert bad.returncode == 2 and "--ops must be at least 1" in bad.stderr
+
+
+def _listens_within(port: int, want: bool, seconds: float) -> bool:
+    """True once `port` is (want) or is not (not want) listening, within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if (port in listening_ports()) == want:
+            return True
+        time.sleep(0.005)
+    return False
+
+
+@pytest.mark.timeout(20)
+def test_a_delivery_port_listens_exactly_while_thread_b_does(
+    h: Harness, coordinator: Upstream
+) -> None:
+    """Transparency: the coordinator meets at Q what it would meet at thread-B's port P:
+    refused while P does not listen (whatever the participant's state), accepted again when
+    P listens again, and never closed by a disconnect."""
+    port = free_port_of_width(5)
+    thread_b = Upstream(port)
+    _, _, q = _interposed_register(
+        h, coordinator, thread_b, lambda p: b"REGISTER 1 127.0.0.1 %d\n" % p
+    )
+    _delivery_reaches_thread_b(h, q, thread_b)
+    thread_b.close()
+    assert _listens_within(q, False, 2.0)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", q), timeout=WAIT)
+    again = Upstream(port)
+    try:
+        assert _listens_within(q, True, 2.0)
+        coordinator_side = connect(q)
+        participant_side = again.accept()
+        coordinator_side.sendall(b"MSG 2 1 M00000002\n")
+        assert recv_exactly(participant_side, 18) == b"MSG 2 1 M00000002\n"
+        coordinator_side.close()
+        participant_side.close()
+    finally:
+        again.close()
