@@ -488,15 +488,17 @@ class _Run:
             if not self._wait_for(step):
                 return
             self.say(f"{step.describe()}")
-            effect: Optional[float] = None
+            pending: Optional[_Pending] = None
             if target == COORDINATOR:
                 self._coordinator_fault(step)
             elif step.action in COMMANDS:
-                effect = self._op(self.parts[target], step)
+                pending = self._op(self.parts[target], step)
             else:
                 self._participant_fault(self.parts[target], step)
             if step.label:
-                self._mark(step.label, effect)
+                self._mark(step.label, pending.request_at if pending else None)
+            if pending is not None:
+                self._after_op(self.parts[target], pending)
 
     def _wait_for(self, step: Step) -> bool:
         """Wait until `step` is due: its planned time, and when it follows a labelled step,
@@ -541,9 +543,8 @@ class _Run:
 
     # ------------------------------------------------------------------ ops
 
-    def _op(self, part: _Participant, step: Step) -> Optional[float]:
-        """Carry out one command; returns when its request reached the coordinator (None:
-        it never did)."""
+    def _op(self, part: _Participant, step: Step) -> _Pending:
+        """Carry out one command (until the machine settles it)."""
         a = self.adapter
         self._ensure_running(part)
         f = step.action
@@ -574,11 +575,14 @@ class _Run:
         self._await(part, pending)
         if port is not None:
             part.port = port
-        if f in ("disconnect", "deregister") and pending.outcome == "ok" and part.port:
+        return pending
+
+    def _after_op(self, part: _Participant, pending: _Pending) -> None:
+        """The port probe after a disconnect/deregister, and the adapter's min_gap."""
+        if pending.f in ("disconnect", "deregister") and pending.outcome == "ok" and part.port:
             self._probe(part, pending)
-        if a.commands.min_gap:
-            self.stop.wait(a.commands.min_gap)
-        return pending.request_at
+        if self.adapter.commands.min_gap:
+            self.stop.wait(self.adapter.commands.min_gap)
 
     def _await(self, part: _Participant, pending: _Pending) -> None:
         """Wait for the machine to settle `pending`, ticking it at its deadlines."""
@@ -719,10 +723,11 @@ class _Run:
         self._emit(event)
 
     def _await_reply(self, part: _Participant, pending: _Pending) -> bool:
-        """Wait (op_timeout at most) for the command's reply line, if the adapter matches one."""
+        """Wait (L at most: the line may never come when the adapter's pattern matches only
+        errors) for the command's reply line, if the adapter matches one."""
         if self.done_re is None:
             return False
-        deadline = time.monotonic() + self.adapter.timing.op_timeout
+        deadline = time.monotonic() + min(self.adapter.timing.op_timeout, self.policy.latency)
         while part.machine.done_lines < pending.index and not self.stop.is_set():
             if time.monotonic() >= deadline:
                 return False

@@ -557,7 +557,10 @@ def test_pams_scenarios_show_prints_the_schedule(capsys: pytest.CaptureFixture) 
     out = capsys.readouterr().out
     sc = get_scenario("offline-within-td")
     assert out.startswith(f"{sc.name}: {sc.description}")
-    body = out.splitlines()[2:]
+    lines = out.splitlines()[2:]
+    expect = [line for line in lines if line.startswith(" must exercise")]
+    assert len(expect) == len(sc.expect) and "owed-at-reconnect" in expect[0]
+    body = lines[len(expect) :]
     assert len(body) == len(sc.steps)
     for line, step in zip(body, sc.steps):
         assert line.split()[:3] == [f"{step.at:.3f}", step.target, step.action]

@@ -1,8 +1,8 @@
 """Student-like fixtures (tests/fixtures/students/, VERDICTS-*.toml): each small program
 shows one behaviour seen in real submissions; graded through its adapter on the scenarios
 that show it, it must get the verdict a careful human reading its code gives: the rules in
-`fails` fail (FAIL or not exercised), those in `must_not_fail` have no violation, and the exit status of
-`pams grade` follows (0 all pass, 1 a rule failed)."""
+`fails` fail (FAIL or not exercised), those in `must_not_fail` have no violation, and the
+exit status of `pams grade` follows (0 all pass, 1 a rule failed)."""
 
 from __future__ import annotations
 
