@@ -18,11 +18,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Optional, Union
 
-FUNCTIONS = ("register", "deregister", "disconnect", "reconnect", "msend")
-COMPLETIONS = ("ok", "fail", "info")
-PROBES = ("port_released", "listening")
+from checkers.traceformat import COORDINATOR, FORMAT, FUNCTIONS, PROBES, VERSION
+
 STDERR_TAIL = 3  # last stderr lines kept per process, for no-crash explanations
-COORDINATOR = "coordinator"
 DEFAULT_TOLERANCE = 1.0
 DEFAULT_LATENCY_BOUND = 1.0
 
@@ -262,10 +260,10 @@ class _Reader:
             self.error(
                 f'first line must be the header (type "header"), got type {obj.get("type")!r}'
             )
-        if obj.get("format") != "pams-trace":
-            self.error(f'header format must be "pams-trace", got {obj.get("format")!r}')
+        if obj.get("format") != FORMAT:
+            self.error(f'header format must be "{FORMAT}", got {obj.get("format")!r}')
         version = obj.get("version")
-        if version != 1 or isinstance(version, bool):
+        if version != VERSION or isinstance(version, bool):
             self.error(f"unknown trace version {version!r} (this checker reads version 1)")
         td = obj.get("td")
         if "td" not in obj:

@@ -33,7 +33,8 @@ else:  # pragma: no cover - exercised by the py39/py310 tox environments
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "adapters"
 DIRECTORY_FILES = ("pams.toml", "adapter.toml")
-COMMANDS = ("register", "deregister", "disconnect", "reconnect", "msend")
+from checkers.traceformat import FUNCTIONS as COMMANDS  # noqa: E402
+
 PROCESS_KINDS = ("coordinator", "participant")
 OUTPUT_CAP = 256 * 1024  # bytes of build output kept (the tail)
 

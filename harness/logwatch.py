@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
+from checkers.traceformat import Emit  # noqa: E402
 from harness.tokens import TOKEN_RE, TOKEN_WIDTH
 
-Emit = Callable[[dict], float]
 LINE_CAP = 1000  # characters of a line kept in an event
 _LINE_BYTES = 4 * LINE_CAP  # bytes decoded to get at most LINE_CAP characters
 RACY_NS = 20_000_000  # a file modified this recently may change again without a stat change

@@ -30,7 +30,9 @@ from typing import Callable, Optional
 
 import psutil
 
-Emit = Callable[[dict], float]
+from checkers import traceformat as tf
+from checkers.traceformat import Emit  # noqa: E402
+
 LineCallback = Callable[[str, str], None]
 ExitCallback = Callable[[str, int], None]
 
@@ -436,9 +438,7 @@ class Child:
             kill_if_same(pid, start)
 
     def _record_process(self, event: str, **extra: object) -> None:
-        self._emit(
-            {"type": "process", "target": self.target, "event": event, "pid": self.pid, **extra}
-        )
+        self._emit(tf.process(self.target, event, pid=self.pid, **extra))
 
     def _note(self, text: str) -> None:
         with contextlib.suppress(Exception):
@@ -647,7 +647,7 @@ class Supervisor:
         child = Child(target, popen, fds, self._emit, self._cap, on_line, self._on_exit, prompt)
         self._children.append(child)  # from here on, close() kills it whatever happens next
         try:
-            self._emit({"type": "process", "target": target, "event": "start", "pid": popen.pid})
+            self._emit(tf.process(target, "start", pid=popen.pid))
         finally:
             child.start_io()
         if self._monitor is None:

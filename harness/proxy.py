@@ -27,7 +27,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Union
 
-Emit = Callable[[dict], float]
+from checkers.traceformat import Emit  # noqa: E402
+
 HOST = "127.0.0.1"
 CONTROL = "control"
 DELIVERY = "delivery"

@@ -9,8 +9,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-Emit = Callable[[dict], float]
-
 
 class Recorder:
     """Writes the header at once, then events via `emit`; `finish()` writes `end` (once).

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from checkers import traceformat as tf
 from harness import adapter as adapters
 from harness import opmachine as om
 from harness.adapter import Adapter
@@ -303,22 +304,20 @@ class _Run:
 
     def _header(self) -> dict[str, Any]:
         sc, a = self.sc, self.adapter
-        header: dict[str, Any] = {
-            "format": "pams-trace",
-            "version": 1,
-            "run_id": self.run_id,
-            "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "td": sc.td,
-            "participants": list(sc.participants),
-            "implementation": {"name": a.name, "adapter": str(a.path) if a.path else None},
-            "scenario": sc.to_json(),
-            "seed": sc.seed,
-            "boundary": sc.boundary,
-            "deliveries": "proxy+log" if a.proxy.rewrite_ports else "log",
-            "op_timeout": a.timing.op_timeout,
-            "exit_on_deregister": a.participant.exit_on_deregister,
-            "harness": {"python": sys.version.split()[0]},
-        }
+        header: dict[str, Any] = tf.header(
+            sc.td,
+            list(sc.participants),
+            run_id=self.run_id,
+            created=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            implementation={"name": a.name, "adapter": str(a.path) if a.path else None},
+            scenario=sc.to_json(),
+            seed=sc.seed,
+            boundary=sc.boundary,
+            deliveries="proxy+log" if a.proxy.rewrite_ports else "log",
+            op_timeout=a.timing.op_timeout,
+            exit_on_deregister=a.participant.exit_on_deregister,
+            harness={"python": sys.version.split()[0]},
+        )
         if sc.tolerance is not None:
             header["tolerance"] = sc.tolerance
         if sc.latency_bound is not None:
@@ -445,9 +444,7 @@ class _Run:
     def _clock_fault(self, target: str, fake_clock: Any) -> None:
         if fake_clock is not None:
             offset = dict(self.sc.clock_offsets).get(target, 0.0)
-            self._emit(
-                {"type": "fault", "fault": "clock_offset", "target": target, "offset": offset}
-            )
+            self._emit(tf.fault("clock_offset", target, offset=offset))
 
     def _on_exit(self, target: str, returncode: Optional[int]) -> None:
         """A participant that exits is restarted before its next command (adapter permitting);
@@ -554,13 +551,7 @@ class _Run:
         values = self._participant_values(part, port=port or "", message=step.message or "")
         line = a.command_line(f, values)
         pending = _Pending(next(self.op_ids), f, port)
-        event: dict[str, Any] = {
-            "type": "invoke",
-            "op": pending.op,
-            "participant": part.pid,
-            "f": f,
-            "planned": round(self.t0 + step.at, 6),
-        }
+        event = tf.invoke(pending.op, part.pid, f, planned=round(self.t0 + step.at, 6))
         if port is not None:
             event["port"] = port
         if step.message is not None:
@@ -597,14 +588,7 @@ class _Run:
     def _ensure_running(self, part: _Participant) -> None:
         if part.child.alive() or not self.adapter.participant.restart_on_exit:
             return
-        self._emit(
-            {
-                "type": "process",
-                "target": part.pid,
-                "event": "restart",
-                "reason": "exited before its next command",
-            }
-        )
+        self._emit(tf.process(part.pid, "restart", reason="exited before its next command"))
         part.watcher.restarted()
         self._spawn(part)
 
@@ -686,16 +670,7 @@ class _Run:
             ok = pending.port in listening_ports()
         except OSError:
             return
-        self._emit(
-            {
-                "type": "probe",
-                "participant": part.pid,
-                "probe": "listening",
-                "op": seen.op,
-                "port": pending.port,
-                "ok": ok,
-            }
-        )
+        self._emit(tf.probe("listening", part.pid, pending.port, ok, op=seen.op))
 
     def _probe(self, part: _Participant, pending: _Pending) -> None:
         """Once a disconnect/deregister has returned (its reply line, when the adapter has a
@@ -710,14 +685,8 @@ class _Run:
             if not error or time.monotonic() >= deadline or self.stop.is_set():
                 break
             time.sleep(0.01)
-        event: dict[str, Any] = {
-            "type": "probe",
-            "participant": part.pid,
-            "probe": "port_released",
-            "port": port,
-            "ok": not error,
-            "after": "reply line" if replied else "completion",
-        }
+        after = "reply line" if replied else "completion"
+        event = tf.probe("port_released", part.pid, port, not error, after=after)
         if error:
             event["error"] = f"{error} (still after {PROBE_GRACE:g} s)"
         self._emit(event)
@@ -737,8 +706,7 @@ class _Run:
     # ------------------------------------------------------------------ faults
 
     def _participant_fault(self, part: _Participant, step: Step) -> None:
-        event: dict[str, Any] = {"type": "fault", "fault": step.action, "target": part.pid}
-        event["planned"] = round(self.t0 + step.at, 6)
+        event = tf.fault(step.action, part.pid, planned=round(self.t0 + step.at, 6))
         if step.action == "clock_step":
             self._step_clock(part.clock, part.pid, step)
             return
@@ -776,8 +744,7 @@ class _Run:
         self._emit(event)
 
     def _coordinator_fault(self, step: Step) -> None:
-        event: dict[str, Any] = {"type": "fault", "fault": step.action, "target": COORDINATOR}
-        event["planned"] = round(self.t0 + step.at, 6)
+        event = tf.fault(step.action, COORDINATOR, planned=round(self.t0 + step.at, 6))
         if step.action == "pause":
             self._emit(event)
             self.coordinator.pause()
@@ -795,9 +762,7 @@ class _Run:
         assert fake_clock is not None and step.offset is not None
         self.offsets[target] = self.offsets.get(target, 0.0) + step.offset
         fake_clock.set_offset(self.offsets[target])
-        self._emit(
-            {"type": "fault", "fault": "clock_step", "target": target, "offset": step.offset}
-        )
+        self._emit(tf.fault("clock_step", target, offset=step.offset))
 
 
 _PARTICIPANT_FAULTS: dict[str, Callable[[_Run, _Participant, dict[str, Any]], None]] = {

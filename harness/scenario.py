@@ -10,13 +10,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Optional
 
+from checkers.traceformat import COORDINATOR
+from checkers.traceformat import FUNCTIONS as COMMANDS
 from harness.tokens import TOKEN_TEXT_RE, token
 
-COMMANDS = ("register", "deregister", "disconnect", "reconnect", "msend")
 PARTICIPANT_FAULTS = ("kill", "restart", "pause", "resume", "partition", "heal", "clock_step")
 COORDINATOR_FAULTS = ("pause", "resume", "clock_step")
 ACTIONS = COMMANDS + tuple(f for f in PARTICIPANT_FAULTS if f not in COMMANDS)
-COORDINATOR = "coordinator"
 EXPECT_KINDS = (
     "owed-online",
     "owed-at-reconnect",

@@ -26,9 +26,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
-FUNCTIONS = ("register", "deregister", "disconnect", "reconnect", "msend")
+from checkers.traceformat import COORDINATOR, FUNCTIONS  # noqa: E402
+
 FAULTS = ("kill", "pause")  # fault actions: `duration` is the restart delay / the pause length
-COORDINATOR = "coordinator"
 TOKEN_DIGITS = 7
 MARGIN = 0.5  # generated message ages at reconnect keep this far outside td ± tol
 GAP = 0.01  # least pause between two ops of one participant (and, serialized, of anyone)
