@@ -57,7 +57,7 @@ def batched(tmp_path: Path) -> Path:
 
 def pams(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "harness.cli.main", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -142,9 +142,18 @@ def test_help_explains_every_rule_with_an_example() -> None:
 
 
 def test_pams_bench_checkers_prints_its_figures_as_json() -> None:
-    """`pams bench checkers` reaches harness.bench: a small correct trace is judged pass."""
+    """`pams bench checkers` reaches harness.bench.main: a small correct trace is judged pass."""
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "bench", "checkers", "--events", "3000", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "harness.cli.main",
+            "bench",
+            "checkers",
+            "--events",
+            "3000",
+            "--json",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -158,7 +167,7 @@ def test_pams_bench_checkers_prints_its_figures_as_json() -> None:
 
 def test_pams_bench_without_a_target_is_a_usage_error() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "bench"],
+        [sys.executable, "-m", "harness.cli.main", "bench"],
         cwd=REPO,
         capture_output=True,
         text=True,

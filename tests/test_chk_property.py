@@ -24,7 +24,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from harness import tracegen as tg
+from harness.bench import tracegen as tg
 from tests.test_tracegen import (
     MESSY,
     Op,

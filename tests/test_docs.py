@@ -13,7 +13,8 @@ import pytest
 
 from checkers import trace
 from checkers.rulebook import RULEBOOK
-from harness import adapter, cli
+from harness.adapters import adapter
+from harness.cli import main as cli
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -71,7 +72,7 @@ def test_rules_doc_has_every_rule_as_heading_or_table_row() -> None:
 
 
 def test_rules_doc_lists_every_expectation_kind() -> None:
-    from harness.scenario import EXPECT_KINDS
+    from harness.scenarios.model import EXPECT_KINDS
 
     assert missing(EXPECT_KINDS, doc("rules.md")) == []
 

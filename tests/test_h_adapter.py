@@ -1,4 +1,4 @@
-"""Adapter files (harness/adapter.py, SPEC §4): loading, defaults, one-line validation errors,
+"""Adapter files (harness/adapters/adapter.py, SPEC §4): loading, defaults, one-line validation errors,
 placeholder rendering, the build step, and the bundled and documented adapters."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.adapter import (
+from harness.adapters.adapter import (
     PLACEHOLDERS,
     Adapter,
     AdapterError,

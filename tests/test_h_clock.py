@@ -13,8 +13,8 @@ from typing import Callable
 
 import pytest
 
-from harness import clock
-from harness.clock import ClockUnavailable, FakeClock, ProbeProcess, ProbeTimeout
+from harness.running import clock
+from harness.running.clock import ClockUnavailable, FakeClock, ProbeProcess, ProbeTimeout
 from tests.procutil import wait_until
 
 pytestmark = pytest.mark.process

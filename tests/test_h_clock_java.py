@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import clock
-from harness.clock import FakeClock, ProbeProcess
+from harness.running import clock
+from harness.running.clock import FakeClock, ProbeProcess
 from tests.procutil import REPO
 
 pytestmark = [
@@ -38,7 +38,7 @@ EXPECTED = {
 def pams_run(adapter: str, scenario: str, out: Path) -> tuple[int, str, str]:
     """`pams run --json` of one fixture adapter: (exit status, stdout, stderr)."""
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "-q", "--json"]
+        [sys.executable, "-m", "harness.cli.main", "run", "-q", "--json"]
         + ["--impl", str(FIXTURES / f"{adapter}.toml"), "--scenario", scenario, "-o", str(out)],
         cwd=REPO,
         capture_output=True,

@@ -18,9 +18,9 @@ from typing import Callable, Optional
 import pytest
 
 from checkers import check_path
-from harness.adapter import load_adapter
-from harness.runner import run_scenario
-from harness.scenarios import PROFILES, get_scenario
+from harness.adapters.adapter import load_adapter
+from harness.running.runner import run_scenario
+from harness.scenarios.registry import PROFILES, get_scenario
 from tests.procutil import REPO
 
 pytestmark = pytest.mark.process

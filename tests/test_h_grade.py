@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from checkers import check_path
-from harness.scenarios import PROFILES
+from harness.scenarios.registry import PROFILES
 
 REPO = Path(__file__).resolve().parent.parent
 MUTANTS = REPO / "tests" / "fixtures" / "mutants"
@@ -25,7 +25,7 @@ GRADESCOPE_TEST_FIELDS = {"name", "score", "max_score", "output", "visibility"}
 def pams(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "harness.cli.main", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 

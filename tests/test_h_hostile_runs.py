@@ -18,10 +18,10 @@ from typing import Any, Optional
 import psutil
 import pytest
 
-from harness.adapter import load_adapter
-from harness.runner import RunResult, run_scenario
-from harness.scenario import Scenario, Script
-from harness.scenarios import get_scenario
+from harness.adapters.adapter import load_adapter
+from harness.running.runner import RunResult, run_scenario
+from harness.scenarios.model import Scenario, Script
+from harness.scenarios.registry import get_scenario
 from tests.procutil import REPO, wait_until
 
 HOSTILE = REPO / "tests" / "fixtures" / "hostile"
@@ -135,7 +135,7 @@ def test_coordinator_crash_through_the_cli_is_exit_2_with_one_line(tmp_path: Pat
     header's schedule."""
     adapter = write_adapter(tmp_path, coordinator=hostile("crash_at_start", "{config}"))
     proc = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "run", "--impl", str(adapter), "-q"]
+        [sys.executable, "-m", "harness.cli.main", "run", "--impl", str(adapter), "-q"]
         + ["--scenario", "random-basic", "--seed", "5"],
         capture_output=True,
         text=True,
@@ -267,7 +267,7 @@ def test_ctrl_c_hammered_during_teardown_still_kills_a_sigterm_ignorer(tmp_path:
     out = tmp_path / "run"
     trace = out / "trace.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--impl", str(adapter)]
+        [sys.executable, "-m", "harness.cli.main", "run", "--impl", str(adapter)]
         + ["--scenario", "online-multicast", "-o", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

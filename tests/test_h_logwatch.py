@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import logwatch
-from harness.logwatch import LINE_CAP, LogSnapshot, LogTracker, LogWatcher, LogWatchers
+from harness.running import logwatch
+from harness.running.logwatch import LINE_CAP, LogSnapshot, LogTracker, LogWatcher, LogWatchers
 from tests.procutil import wait_until
 
 ID = (1, 100)

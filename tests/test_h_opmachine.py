@@ -1,4 +1,4 @@
-"""The op-completion machine (harness/opmachine.py), driven without sockets or clocks: each
+"""The op-completion machine (harness/running/opmachine.py), driven without sockets or clocks: each
 test feeds the events a real program produces and asserts the completion a careful human
 would record."""
 
@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import opmachine as om
-from harness.opmachine import DEFAULT_REFUSAL, OpMachine, Policy
+from harness.running import opmachine as om
+from harness.running.opmachine import DEFAULT_REFUSAL, OpMachine, Policy
 
 DONE = re.compile(r"^(ok|error) ")
 

@@ -1,4 +1,4 @@
-"""harness.procs against real programs: hostile stand-ins (crash at start, never listen, hang,
+"""harness.running.procs against real programs: hostile stand-ins (crash at start, never listen, hang,
 ignore SIGTERM, fork a survivor, flood output) never hang the harness or outlive the run; the
 listening port is seen without a connection; output is recorded in order, capped, drained."""
 
@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.procs import (
+from harness.running.procs import (
     MAX_LINE,
     LineSplitter,
     StartError,
@@ -35,7 +35,7 @@ from harness.procs import (
     parse_stat,
     proc_listeners,
 )
-from harness.recorder import Recorder
+from harness.running.recorder import Recorder
 from tests.procutil import REPO, free_port, wait_until
 
 HOSTILE = Path(__file__).resolve().parent / "fixtures" / "hostile"
@@ -619,7 +619,7 @@ def test_ctrl_c_during_a_wait_still_tears_everything_down(tmp_path: Path) -> Non
 CRASHING_HARNESS = """
 import sys
 from pathlib import Path
-from harness.procs import Supervisor
+from harness.running.procs import Supervisor
 sup = Supervisor(sys.argv[1], lambda event: 0.0)
 here, hostile = Path(sys.argv[2]), Path(sys.argv[3])
 sup.start("coordinator", [sys.executable, str(hostile / "ignore_sigterm.py")], here, {})

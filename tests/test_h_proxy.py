@@ -1,4 +1,4 @@
-"""The recording proxy (harness/proxy.py) over real sockets on 127.0.0.1: forwarding and
+"""The recording proxy (harness/proxy/hub.py) over real sockets on 127.0.0.1: forwarding and
 recording, op completion, refusal, partition/heal, delivery-port interposition, shutdown; and
 end to end in front of the real reference coordinator and participants."""
 
@@ -20,10 +20,17 @@ from typing import Callable, Optional
 
 import pytest
 
-from harness import opmachine as om
-from harness.opmachine import OpMachine, Policy
-from harness.procs import listening_ports
-from harness.proxy import AMBIGUOUS, NOT_FOUND, ParticipantProxy, PortMatch, ProxyHub, locate_port
+from harness.proxy.hub import (
+    AMBIGUOUS,
+    NOT_FOUND,
+    ParticipantProxy,
+    PortMatch,
+    ProxyHub,
+    locate_port,
+)
+from harness.running import opmachine as om
+from harness.running.opmachine import OpMachine, Policy
+from harness.running.procs import listening_ports
 from tests.participant_driver import ParticipantDriver
 from tests.procutil import (
     REPO,
@@ -855,7 +862,7 @@ def test_reference_end_to_end_through_proxies(
 @pytest.mark.timeout(60)
 def test_proxybench_reports_figures_for_every_mode() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "harness.proxybench", "--ops", "30", "--json"],
+        [sys.executable, "-m", "harness.bench.proxy", "--ops", "30", "--json"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -874,7 +881,7 @@ def test_proxybench_reports_figures_for_every_mode() -> None:
     for mode in ("direct", "proxy", "proxy_json_file"):
         assert 0 < figures[mode]["median_ms"] <= figures[mode]["p99_ms"]
     bad = subprocess.run(
-        [sys.executable, "-m", "harness.proxybench", "--ops", "0"],
+        [sys.executable, "-m", "harness.bench.proxy", "--ops", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -19,11 +19,11 @@ import psutil
 import pytest
 
 from checkers import check_path
-from harness.adapter import load_adapter
-from harness.cli import main
-from harness.runner import RunResult, run_scenario
-from harness.scenario import COMMANDS, Scenario, Script, Step, load_file
-from harness.tokens import token
+from harness.adapters.adapter import load_adapter
+from harness.cli.main import main
+from harness.running.runner import RunResult, run_scenario
+from harness.scenarios.model import COMMANDS, Scenario, Script, Step, load_file
+from harness.scenarios.tokens import token
 from tests.procutil import REPO, wait_until
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
@@ -98,7 +98,7 @@ target = "1"
 
 def pams(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "harness.cli", *args],
+        [sys.executable, "-m", "harness.cli.main", *args],
         capture_output=True,
         text=True,
         env=ENV,
@@ -470,7 +470,7 @@ def test_interrupt_mid_fault_stops_everything(
     out = tmp_path / "run"
     trace = out / "trace.jsonl"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "run", "--impl", "reference"]
+        [sys.executable, "-m", "harness.cli.main", "run", "--impl", "reference"]
         + ["--scenario", scenario, "-o", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -541,7 +541,7 @@ def test_interrupting_pams_grade_stops_every_run_in_progress(tmp_path: Path, sig
     process of any of its runs is left."""
     out = tmp_path / "grade"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", "grade", "--impl", "reference"]
+        [sys.executable, "-m", "harness.cli.main", "grade", "--impl", "reference"]
         + ["--profile", "basic", "-j", "2", "-o", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

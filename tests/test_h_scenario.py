@@ -11,12 +11,19 @@ from typing import Any
 
 import pytest
 
-from harness import randomgen
-from harness.cli import main
-from harness.scenario import COMMANDS, COORDINATOR, Scenario, ScenarioError, Script, from_json
-from harness.scenario import load_file as load_scenario
-from harness.scenarios import PROFILES, REGISTRY, get_scenario
-from harness.tokens import TOKEN_TEXT_RE
+from harness.cli.main import main
+from harness.scenarios import randomgen
+from harness.scenarios.model import (
+    COMMANDS,
+    COORDINATOR,
+    Scenario,
+    ScenarioError,
+    Script,
+    from_json,
+)
+from harness.scenarios.model import load_file as load_scenario
+from harness.scenarios.registry import PROFILES, REGISTRY, get_scenario
+from harness.scenarios.tokens import TOKEN_TEXT_RE
 
 pytestmark = pytest.mark.timeout(30)
 

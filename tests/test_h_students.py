@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.adapter import load_adapter
-from harness.battery import FAIL, PASS, UNEXERCISED, Outcome, run_one
-from harness.grade import exit_status
+from harness.adapters.adapter import load_adapter
+from harness.reports.battery import FAIL, PASS, UNEXERCISED, Outcome, run_one
+from harness.reports.grade import exit_status
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -433,7 +433,7 @@ def test_catalogue_is_complete_and_consistent() -> None:
 
 
 def test_catalogue_names_registered_scenarios() -> None:
-    scenarios = pytest.importorskip("harness.scenarios")
+    scenarios = pytest.importorskip("harness.scenarios.registry")
     for name, entry in CATALOGUE.items():
         unknown = set(entry["scenarios"]) - set(scenarios.REGISTRY)
         assert not unknown, f"{name}: {sorted(unknown)}"

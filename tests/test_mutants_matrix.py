@@ -47,9 +47,9 @@ class Cell:
 def run_cell(mutant: str, scenario: str, out: Path) -> Cell:
     """Run `mutant` on `scenario` with the harness, into `out`, and judge the trace."""
     from checkers import check_path
-    from harness.adapter import load_adapter
-    from harness.runner import run_scenario
-    from harness.scenarios import get_scenario
+    from harness.adapters.adapter import load_adapter
+    from harness.running.runner import run_scenario
+    from harness.scenarios.registry import get_scenario
 
     adapter = load_adapter(str(MUTANTS / CATALOGUE[mutant]["adapter"]))
     result = run_scenario(adapter, get_scenario(scenario), out)
@@ -180,7 +180,7 @@ def test_problems_reports_survivors_and_stray_rules() -> None:
 
 @pytest.mark.timeout(240)
 def test_every_mutant_is_killed_on_its_rule(tmp_path: Path) -> None:
-    pytest.importorskip("harness.runner")
+    pytest.importorskip("harness.running.runner")
     cells = run_matrix(catalogue_jobs(), tmp_path)
     matrix = render(cells)
     print(f"\n{matrix}")
@@ -200,7 +200,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     jobs = catalogue_jobs()
     if args.profile:
-        from harness.scenarios import profile
+        from harness.scenarios.registry import profile
 
         jobs = [(m, s) for m in CATALOGUE for s in profile(args.profile)]
     out = args.o or Path(tempfile.mkdtemp(prefix="pams-mutants-"))

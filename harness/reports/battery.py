@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Optional
 
 from checkers import RULES, TraceError, Verdict, check_path
-from harness.adapter import Adapter
-from harness.runner import Progress, run_scenario
-from harness.scenarios import REGISTRY, get_scenario
+from harness.adapters.adapter import Adapter
+from harness.running.runner import Progress, run_scenario
+from harness.scenarios.registry import REGISTRY, get_scenario
 
 PASS, FAIL, SKIPPED, ERROR = "pass", "fail", "skipped", "error"
 NA = "n/a"

@@ -3,7 +3,7 @@
 All proxies of a run share one asyncio loop in one daemon thread (`ProxyHub`). Each forwards
 every byte both ways, records it as a `wire` event, reports what happens on the control path
 (request bytes, reply bytes, closes, refused connects, cuts) to a sink that decides op
-completion (`harness.opmachine`), cuts the control path on `partition()`, and can interpose on
+completion (`harness.running.opmachine`), cuts the control path on `partition()`, and can interpose on
 delivery traffic by rewriting the thread-B port a register/reconnect request advertises. A
 delivery port listens exactly while thread-B's own port does, so the coordinator sees what it
 would see without the proxy. The decisions (`InterposeWatch`, `locate_port`) are pure.

@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 import pytest
 
-from harness.scenarios import PROFILES, REGISTRY, profile
+from harness.scenarios.registry import PROFILES, REGISTRY, profile
 
 
 def pytest_addoption(parser: Any) -> None:
@@ -75,8 +75,8 @@ class PamsItem(pytest.Item):
         self.add_marker(pytest.mark.timeout(600))
 
     def runtest(self) -> None:
-        from harness.adapter import load_adapter
-        from harness.battery import ERROR, FAIL, SKIPPED, run_one
+        from harness.adapters.adapter import load_adapter
+        from harness.reports.battery import ERROR, FAIL, SKIPPED, run_one
 
         adapter = load_adapter(self.config.getoption("--pams-impl"))
         out = _output(self.config.getoption("--pams-output")) / self.scenario

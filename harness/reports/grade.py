@@ -17,11 +17,11 @@ from typing import Optional
 
 from checkers import RULES
 from checkers.rulebook import RULEBOOK
-from harness import adapter as adapters
-from harness.adapter import Adapter, AdapterError, load_adapter
-from harness.battery import ERROR, FAIL, NA, PASS, SKIPPED, UNEXERCISED, Outcome, run_one
-from harness.runner import abort_all, fresh_dir
-from harness.scenarios import PROFILES, REGISTRY, profile
+from harness.adapters import adapter as adapters
+from harness.adapters.adapter import Adapter, AdapterError, load_adapter
+from harness.reports.battery import ERROR, FAIL, NA, PASS, SKIPPED, UNEXERCISED, Outcome, run_one
+from harness.running.runner import abort_all, fresh_dir
+from harness.scenarios.registry import PROFILES, REGISTRY, profile
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 SHORT = {

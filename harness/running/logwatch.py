@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from checkers.traceformat import Emit  # noqa: E402
-from harness.tokens import TOKEN_RE, TOKEN_WIDTH
+from harness.scenarios.tokens import TOKEN_RE, TOKEN_WIDTH
 
 LINE_CAP = 1000  # characters of a line kept in an event
 _LINE_BYTES = 4 * LINE_CAP  # bytes decoded to get at most LINE_CAP characters

@@ -1,6 +1,6 @@
 """The `pams` command line. Subcommands are registered in `SUBCOMMANDS`; this module ships
 `check` (judge recorded traces offline) and `bench`; `run`, `replay` and `scenarios` live in
-`harness.cli_run`, `grade` in `harness.grade`."""
+`harness.cli.run`, `grade` in `harness.reports.grade`."""
 
 from __future__ import annotations
 
@@ -88,15 +88,16 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench(argv: list[str]) -> int:
-    """`pams bench ...`: delegate every argument to `harness.bench` (imported lazily)."""
-    from harness import bench
+    """`pams bench ...`: delegate every argument to `harness.bench.main` (imported lazily)."""
+    from harness.bench import main as bench
 
     return bench.main(argv, prog="pams bench")
 
 
 def add_harness(sub: argparse._SubParsersAction) -> None:
     """run, replay, grade and scenarios (imported lazily)."""
-    from harness import cli_run, grade
+    from harness.cli import run as cli_run
+    from harness.reports import grade
 
     cli_run.add_run(sub)
     cli_run.add_replay(sub)

@@ -1,4 +1,4 @@
-"""Clock probe for harness.clock.selftest: answers one stdin command per line on stdout.
+"""Clock probe for harness.running.clock.selftest: answers one stdin command per line on stdout.
 
 Commands: `wall` -> `wall <time.time()>`; `mono` -> `mono <time.monotonic()>`; `sleep`,
 `event`, `asyncio` -> wait 0.5 s with time.sleep / threading.Event.wait / asyncio.sleep, then

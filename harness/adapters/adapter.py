@@ -24,14 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from harness.opmachine import COMPLETE_ON, DEFAULT_REFUSAL, EITHER, REPLY, Policy
+from harness.running.opmachine import COMPLETE_ON, DEFAULT_REFUSAL, EITHER, REPLY, Policy
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised by the py39/py310 tox environments
     import tomli as tomllib
 
-BUNDLED_DIR = Path(__file__).resolve().parent / "adapters"
+BUNDLED_DIR = Path(__file__).resolve().parent
 DIRECTORY_FILES = ("pams.toml", "adapter.toml")
 from checkers.traceformat import FUNCTIONS as COMMANDS  # noqa: E402
 

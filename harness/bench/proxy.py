@@ -1,4 +1,4 @@
-"""Proxy overhead benchmark: `python -m harness.proxybench [--ops N] [--json]`.
+"""Proxy overhead benchmark: `python -m harness.bench.proxy [--ops N] [--json]`.
 
 A tiny coordinator (a child process: reads one line, replies `OK`, closes, like the reference
 protocol) is timed per op (connect, send a 40-byte line, read the reply, see the close) directly
@@ -25,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
-from harness import opmachine as om
-from harness.opmachine import OpMachine, Policy
-from harness.proxy import Emit, ProxyHub
+from harness.proxy.hub import Emit, ProxyHub
+from harness.running import opmachine as om
+from harness.running.opmachine import OpMachine, Policy
 
 LINE = b"MSEND 1 " + b"M" * 31 + b"\n"  # 40 bytes
 WARMUP = 100
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 class _Reply(asyncio.Protocol):
@@ -158,7 +158,7 @@ def measure(ops: int) -> dict[str, dict[str, float]]:
     """Figures for `ops` round trips per mode: direct, proxy (base64 only), proxy (JSON file)."""
     env = {**os.environ, "PYTHONPATH": str(_ROOT)}
     child = subprocess.Popen(
-        [sys.executable, "-m", "harness.proxybench", "--serve"],
+        [sys.executable, "-m", "harness.bench.proxy", "--serve"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
@@ -191,7 +191,7 @@ def measure(ops: int) -> dict[str, dict[str, float]]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.proxybench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.bench.proxy", description=__doc__)
     parser.add_argument("--ops", type=int, default=2000, help="round trips per mode")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
-"""Benchmarks. `python -m harness.bench checkers [--events N] [--participants P] [--seed S]`
+"""Benchmarks. `python -m harness.bench.main checkers [--events N] [--participants P] [--seed S]`
 writes a correct random trace of N events and times `checkers.check_path` on it;
-`… proxy [--ops N]` measures the recording proxy's overhead per op (harness.proxybench);
+`… proxy [--ops N]` measures the recording proxy's overhead per op (harness.bench.proxy);
 `… grade [--impl A] [--profile P] [-j N]` times a whole profile against an implementation.
 
 The check runs in a child process, so its peak RSS is the checker's own, not the generator's.
@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from harness import tracegen
+from harness.bench import tracegen
 
 # What a real run's trace holds besides clean ops: failures, timeouts, log noise and resets.
 MIXED = {"p_fail": 0.05, "p_info": 0.01, "p_noise": 0.2, "p_log_reset": 0.02}
 TARGET_SECONDS = 20.0
 TARGET_BYTES = 1 << 30
-_ROOT = Path(__file__).resolve().parent.parent
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def peak_rss_bytes() -> int:
@@ -69,7 +69,7 @@ def measure_check(path: Path, timeout: float) -> dict[str, Any]:
     """Run the checker on `path` in a child interpreter and return its figures."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "harness.bench", "_check", str(path)]
+    cmd = [sys.executable, "-m", "harness.bench.main", "_check", str(path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -135,9 +135,9 @@ def bench_grade(argv: list[str], prog: str) -> int:
     p.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args(argv)
-    from harness.adapter import load_adapter
-    from harness.grade import exit_status, run_battery, score
-    from harness.scenarios import profile
+    from harness.adapters.adapter import load_adapter
+    from harness.reports.grade import exit_status, run_battery, score
+    from harness.scenarios.registry import profile
 
     names = list(profile(args.profile))
     with tempfile.TemporaryDirectory(prefix="pams-bench-grade-") as tmp:
@@ -174,7 +174,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def parser(prog: str = "python -m harness.bench") -> argparse.ArgumentParser:
+def parser(prog: str = "python -m harness.bench.main") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("checkers", help="generate a correct trace and time the checker on it")
@@ -193,13 +193,13 @@ def parser(prog: str = "python -m harness.bench") -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[list[str]] = None, prog: str = "python -m harness.bench") -> int:
+def main(argv: Optional[list[str]] = None, prog: str = "python -m harness.bench.main") -> int:
     """Entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_check"] and len(argv) == 2:
         return _check_child(argv[1])
     if argv[:1] == ["proxy"]:
-        from harness import proxybench
+        from harness.bench import proxy as proxybench
 
         return proxybench.main(argv[1:])
     if argv[:1] == ["grade"]:

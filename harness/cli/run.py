@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from checkers import TraceError, check_path
-from harness.adapter import Adapter, AdapterError, load_adapter
-from harness.runner import RunResult, fresh_dir, run_scenario
-from harness.scenario import Scenario, ScenarioError, from_json, load_file
-from harness.scenarios import PROFILES, REGISTRY, get_scenario
+from harness.adapters.adapter import Adapter, AdapterError, load_adapter
+from harness.running.runner import RunResult, fresh_dir, run_scenario
+from harness.scenarios.model import Scenario, ScenarioError, from_json, load_file
+from harness.scenarios.registry import PROFILES, REGISTRY, get_scenario
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 

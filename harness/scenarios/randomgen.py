@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from harness.scenario import Scenario, Script
+from harness.scenarios.model import Scenario, Script
 
 GAP = 0.3  # seconds between two steps of one participant (its previous op has completed)
 ZONE_MARGIN = 0.3

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from checkers.traceformat import COORDINATOR
 from checkers.traceformat import FUNCTIONS as COMMANDS
-from harness.tokens import TOKEN_TEXT_RE, token
+from harness.scenarios.tokens import TOKEN_TEXT_RE, token
 
 PARTICIPANT_FAULTS = ("kill", "restart", "pause", "resume", "partition", "heal", "clock_step")
 COORDINATOR_FAULTS = ("pause", "resume", "clock_step")

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from checkers import traceformat as tf
-from harness import adapter as adapters
-from harness import opmachine as om
-from harness.adapter import Adapter
-from harness.opmachine import OpMachine
-from harness.ports import PortPicker, bind_error
-from harness.recorder import Recorder
-from harness.scenario import COMMANDS, COORDINATOR, Scenario, Step
+from harness.adapters import adapter as adapters
+from harness.adapters.adapter import Adapter
+from harness.running import opmachine as om
+from harness.running.opmachine import OpMachine
+from harness.running.ports import PortPicker, bind_error
+from harness.running.recorder import Recorder
+from harness.scenarios.model import COMMANDS, COORDINATOR, Scenario, Step
 
 Progress = Callable[[str], None]
 HOST = "127.0.0.1"
@@ -223,8 +223,8 @@ class _Run:
 
     def _clock_check(self) -> Optional[str]:
         """Why this scenario's clock faults cannot be applied faithfully here, or None: each
-        runtime that gets a fake clock is self-tested once (harness.clock.selftest)."""
-        from harness import clock
+        runtime that gets a fake clock is self-tested once (harness.running.clock.selftest)."""
+        from harness.running import clock
 
         needs: dict[str, str] = {}  # process kind -> the strongest clock fault it gets
         for target, _ in self.sc.clock_offsets:
@@ -261,9 +261,9 @@ class _Run:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def _record(self, trace: Path) -> None:
-        from harness.logwatch import LogWatchers
-        from harness.procs import StartError, Supervisor, listening_ports
-        from harness.proxy import ProxyHub
+        from harness.proxy.hub import ProxyHub
+        from harness.running.logwatch import LogWatchers
+        from harness.running.procs import StartError, Supervisor, listening_ports
 
         self.rec = Recorder(trace, self._header())
         self.sup = Supervisor(self.run_id, self.rec.emit, on_exit=self._on_exit)
@@ -349,7 +349,7 @@ class _Run:
         stepped = any(s.target == target and s.action == "clock_step" for s in self.sc.steps)
         if target not in offsets and not stepped:
             return None
-        from harness.clock import FakeClock
+        from harness.running.clock import FakeClock
 
         clock = FakeClock(
             workdir / "faketime.rc", offsets.get(target, 0.0), self.adapter.clock.fake_monotonic
@@ -664,7 +664,7 @@ class _Run:
         pending = part.pending
         if seen.f not in ("register", "reconnect") or pending is None or pending.port is None:
             return
-        from harness.procs import listening_ports
+        from harness.running.procs import listening_ports
 
         try:
             ok = pending.port in listening_ports()

@@ -1,0 +1,1 @@
+"""Benchmarks (`pams bench`) and the trace model they generate traces from."""

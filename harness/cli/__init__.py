@@ -1,0 +1,1 @@
+"""The `pams` command line and the pytest plugin."""

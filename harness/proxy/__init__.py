@@ -1,0 +1,1 @@
+"""The recording proxy in front of the coordinator and each thread-B."""
