@@ -71,7 +71,7 @@ def _fifo(
 
 
 def _disagreement(a: Sequence[str], pos_b: Mapping[str, int]) -> tuple[str, str] | None:
-    prev = None
+    prev = ""  # returned only once a message was seen (prev_pos >= 0)
     prev_pos = -1
     for m in a:
         q = pos_b.get(m)

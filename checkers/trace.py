@@ -16,7 +16,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, NoReturn, Optional, Union
 
 from checkers.traceformat import COORDINATOR, FORMAT, FUNCTIONS, PROBES, VERSION
 
@@ -182,8 +182,11 @@ class Trace:
         return self.end if self.end is not None else self.last_t
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: object) -> Optional[float]:
+    """`value` as a float if it is a finite int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _ident(value: Any) -> Optional[str]:
@@ -195,16 +198,17 @@ def _ident(value: Any) -> Optional[str]:
     return None
 
 
-def _param(header: dict, key: str, err: Any) -> Optional[float]:
+def _param(header: dict, key: str, err: Callable[[str], NoReturn]) -> Optional[float]:
     checker = header.get("checker")
     value = header.get(key)
     if value is None and isinstance(checker, dict):
         value = checker.get(key)
     if value is None:
         return None
-    if not _is_number(value) or value < 0:
+    number = _number(value)
+    if number is None or number < 0:
         err(f"header field {key}: must be a non-negative number, got {value!r}")
-    return float(value)
+    return number
 
 
 def _scenario(header: dict) -> tuple[str, bool]:
@@ -243,7 +247,7 @@ class _Reader:
         self.log_resets = 0
         self.line = 0
 
-    def error(self, reason: str) -> None:
+    def error(self, reason: str) -> NoReturn:
         raise TraceError(self.path, self.line, reason)
 
     def feed(self, lineno: int, obj: Any) -> None:
@@ -268,7 +272,8 @@ class _Reader:
         td = obj.get("td")
         if "td" not in obj:
             self.error("header field td is missing")
-        if not _is_number(td) or td < 0 or not math.isfinite(td):
+        seconds = _number(td)
+        if seconds is None or seconds < 0:
             self.error(f"header field td: must be a non-negative number of seconds, got {td!r}")
         participants = obj.get("participants", [])
         if not isinstance(participants, list) or any(_ident(p) is None for p in participants):
@@ -345,9 +350,9 @@ class _Reader:
         rec[3] = t
         rec[4] = kind
         rec[8] = self.line
-        request_at = obj.get("request_at")
-        if _is_number(request_at) and rec[2] <= request_at <= t:
-            rec[9] = float(request_at)
+        request_at = _number(obj.get("request_at"))
+        if request_at is not None and rec[2] <= request_at <= t:
+            rec[9] = request_at
         rec[10] = obj.get("acknowledged") is not False
         refusal = obj.get("refusal")
         if isinstance(refusal, str):
@@ -489,7 +494,8 @@ _HANDLERS = {
 }
 
 
-_SCAN = json.JSONDecoder().scan_once
+# scan_once is set in JSONDecoder.__init__, and typeshed's JSONDecoder does not declare it.
+_SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
 def _parse(path: str, lineno: int, raw: str, text: str) -> Any:

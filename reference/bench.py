@@ -351,7 +351,7 @@ class Member:
                 self.log_fd = os.open(self.log_path, os.O_RDONLY)
             except FileNotFoundError:
                 return b""
-        chunks = []
+        chunks: list[bytes] = []
         while True:
             chunk = os.read(self.log_fd, 1 << 20)
             if not chunk:

@@ -109,7 +109,8 @@ def parse_request(line: str) -> Request:
         return cls(pid, _check(_HOST_RE, args[1], "host"), _port(args[2]))
     if command == "MSEND":
         return Msend(pid, _check(MESSAGE, args[1], "message (letters and digits only)"))
-    return {"DEREGISTER": Deregister, "DISCONNECT": Disconnect}[command](pid)
+    leave = Deregister if command == "DEREGISTER" else Disconnect
+    return leave(pid)
 
 
 # --- actions and outcomes -------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Adapter files (harness/adapters/adapter.py, SPEC §4): loading, defaults, one-line validation errors,
-placeholder rendering, the build step, and the bundled and documented adapters."""
+"""Adapter files (harness/adapters/adapter.py, docs/adapter.md): loading, defaults, one-line
+validation errors, placeholder rendering, the build step, and the bundled and documented
+adapters."""
 
 from __future__ import annotations
 
@@ -777,6 +778,7 @@ public class {cls} {{
 
 @pytest.mark.timeout(90)
 @pytest.mark.skipif(not shutil.which("javac") or not shutil.which("java"), reason="no JDK")
+@pytest.mark.process
 def test_java_example_builds_and_starts_a_real_java_program(tmp_path: Path) -> None:
     src = tmp_path / "alice"
     src.mkdir()

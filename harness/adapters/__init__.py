@@ -1,1 +1,2 @@
-"""Adapter files: loading, validating and rendering them, and running their build (docs/adapter.md)."""
+"""Adapter files: loading, validating and rendering them, and running their build
+(docs/adapter.md)."""

@@ -19,10 +19,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import IO, Any, Callable, Optional
 
 from harness.running.opmachine import COMPLETE_ON, DEFAULT_REFUSAL, EITHER, REPLY, Policy
 
@@ -307,8 +307,8 @@ def _render(template: str, values: Mapping[str, object], where: str) -> str:
     return "".join(out)
 
 
-def _suggest(word: str, known: object, wrap: Callable[[str], str]) -> str:
-    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)  # type: ignore[arg-type]
+def _suggest(word: str, known: Iterable[str], wrap: Callable[[str], str]) -> str:
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
     return f" (did you mean {wrap(close[0])}?)" if close else ""
 
 
@@ -332,8 +332,11 @@ def _template_problem(field: str, template: str) -> Optional[str]:
 
 
 # --- the schema ------------------------------------------------------------------------------
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+def _number(value: object) -> Optional[float]:
+    """`value` as a float if it is a finite int or float (not a bool), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _string(value: object) -> Optional[str]:
@@ -350,7 +353,7 @@ def _strings(value: object) -> Optional[str]:
 
 
 def _argv(value: object) -> Optional[str]:
-    if _strings(value) or not value or not value[0]:  # type: ignore[index]
+    if not isinstance(value, list) or _strings(value) or not value or not value[0]:
         return 'must be a non-empty list of strings, the program first (e.g. ["java", "X"])'
     return None
 
@@ -365,12 +368,14 @@ def _bool(value: object) -> Optional[str]:
 
 
 def _positive(value: object) -> Optional[str]:
-    ok = _is_number(value) and value > 0  # type: ignore[operator]
+    seconds = _number(value)
+    ok = seconds is not None and seconds > 0
     return None if ok else "must be a positive number of seconds"
 
 
 def _non_negative(value: object) -> Optional[str]:
-    ok = _is_number(value) and value >= 0  # type: ignore[operator]
+    seconds = _number(value)
+    ok = seconds is not None and seconds >= 0
     return None if ok else "must be a number of seconds >= 0"
 
 
@@ -380,18 +385,19 @@ def _fixed_port(value: object) -> Optional[str]:
 
 
 def _port_range(value: object) -> Optional[str]:
-    ints = isinstance(value, list) and len(value) == 2
-    ints = ints and all(isinstance(v, int) and not isinstance(v, bool) for v in value)  # type: ignore[union-attr]
-    if not ints or not 1 <= value[0] <= value[1] <= 65535:  # type: ignore[index]
-        return "must be two integers [lo, hi] with 1 <= lo <= hi <= 65535"
-    return None
+    ok = (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and 1 <= value[0] <= value[1] <= 65535
+    )
+    return None if ok else "must be two integers [lo, hi] with 1 <= lo <= hi <= 65535"
 
 
 def _env(value: object) -> Optional[str]:
-    ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
-    if not ok:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
         return 'must be a table of strings (e.g. env = {JAVA_HOME = "/opt/jdk"})'
-    bad = [k for k in value if not k or "=" in k or "\0" in k]  # type: ignore[union-attr]
+    bad = [k for k in value if not k or "=" in k or "\0" in k]
     return f"{bad[0]!r} is not an environment variable name" if bad else None
 
 
@@ -479,7 +485,7 @@ def _templates(key: str, value: object) -> list[tuple[str, str]]:
         return [(f"{key}.{k}", v) for k, v in value.items()]
     if isinstance(value, list):
         return [(f"{key}[{i}]", v) for i, v in enumerate(value)]
-    return [(key, value)]  # type: ignore[list-item]
+    return [(key, value)] if isinstance(value, str) else []  # checked: a string here
 
 
 def _problems(raw: dict[str, object]) -> list[tuple[str, str]]:
@@ -491,14 +497,12 @@ def _problems(raw: dict[str, object]) -> list[tuple[str, str]]:
     ]
     if shape:
         return shape
-    sections = {t: raw if not t else raw.get(t, {}) for t in _SCHEMA}
-    return [p for t, section in sections.items() for p in _table_problems(t, section)]  # type: ignore[arg-type]
+    return [p for t in _SCHEMA for p in _table_problems(t, _table(raw, t))]
 
 
 def _consistency(raw: dict[str, object]) -> list[tuple[str, str]]:
     """Problems between keys: `complete_on = "line"` needs a `done_pattern`."""
-    commands = raw.get("commands", {})
-    assert isinstance(commands, dict)
+    commands = _table(raw, "commands")
     if commands.get("complete_on") == "line" and not commands.get("done_pattern"):
         return [("commands.complete_on", '"line" needs a commands.done_pattern to match')]
     return []
@@ -561,16 +565,33 @@ def _default_name(path: Path) -> str:
     return path.parent.resolve().name if path.name in DIRECTORY_FILES else path.stem
 
 
-def _section(raw: dict[str, object], table: str) -> dict[str, object]:
-    """The table's values, lists as tuples and seconds as floats, ready for its dataclass."""
-    out: dict[str, object] = {}
-    for key, value in raw.get(table, {}).items():  # type: ignore[union-attr]
-        if isinstance(value, list):
-            value = tuple(value)
-        elif _is_number(value) and _SCHEMA[table][key].check in (_positive, _non_negative):
-            value = float(value)  # type: ignore[arg-type]
-        out[key] = value
-    return out
+def _table(raw: dict[str, object], key: str) -> dict[str, object]:
+    """The table `key` of a parsed adapter file ({} if absent; the top level for "")."""
+    table = raw.get(key, {}) if key else raw
+    assert isinstance(table, dict), key  # _problems reports a key that is not a table
+    return table
+
+
+def _tuple(raw: dict[str, object], key: str, default: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The list `key` of a parsed adapter file as a tuple (`default` if absent)."""
+    value = raw.get(key, default)
+    assert isinstance(value, (list, tuple)), key  # checked by _problems
+    return tuple(value)
+
+
+def _section(raw: dict[str, object], table: str) -> dict[str, Any]:
+    """The table's values, lists as tuples and seconds as floats, ready for its dataclass (Any:
+    _problems checked each against _SCHEMA)."""
+    return {key: _value(table, key, value) for key, value in _table(raw, table).items()}
+
+
+def _value(table: str, key: str, value: object) -> object:
+    if isinstance(value, list):
+        return tuple(value)
+    seconds = _number(value)
+    if seconds is not None and _SCHEMA[table][key].check in (_positive, _non_negative):
+        return seconds
+    return value
 
 
 def _adapter(path: Path, raw: dict[str, object]) -> Adapter:
@@ -581,15 +602,15 @@ def _adapter(path: Path, raw: dict[str, object]) -> Adapter:
         name=str(raw.get("name", _default_name(path))),
         path=path.resolve(),
         workdir=workdir,
-        build=tuple(raw.get("build", ())),  # type: ignore[arg-type]
-        env=tuple(raw.get("env", {}).items()),  # type: ignore[union-attr]
-        ports=tuple(raw.get("ports", Adapter.ports)),  # type: ignore[arg-type]
-        coordinator=CoordinatorSpec(**_section(raw, "coordinator")),  # type: ignore[arg-type]
-        participant=ParticipantSpec(**_section(raw, "participant")),  # type: ignore[arg-type]
-        commands=Commands(**_section(raw, "commands")),  # type: ignore[arg-type]
-        clock=ClockSpec(**_section(raw, "clock")),  # type: ignore[arg-type]
-        timing=Timing(**_section(raw, "timing")),  # type: ignore[arg-type]
-        proxy=ProxySpec(**_section(raw, "proxy")),  # type: ignore[arg-type]
+        build=_tuple(raw, "build", ()),
+        env=tuple((k, str(v)) for k, v in _table(raw, "env").items()),  # strings: checked
+        ports=_tuple(raw, "ports", Adapter.ports),
+        coordinator=CoordinatorSpec(**_section(raw, "coordinator")),
+        participant=ParticipantSpec(**_section(raw, "participant")),
+        commands=Commands(**_section(raw, "commands")),
+        clock=ClockSpec(**_section(raw, "clock")),
+        timing=Timing(**_section(raw, "timing")),
+        proxy=ProxySpec(**_section(raw, "proxy")),
     )
 
 
@@ -668,10 +689,10 @@ def _why(code: Optional[int], timeout: float) -> str:
     return f"killed by signal {-code}" if code < 0 else f"exit {code}"
 
 
-def _tail(out: object) -> str:
+def _tail(out: IO[bytes]) -> str:
     """The captured output (its last OUTPUT_CAP bytes), decoded leniently."""
-    size = out.seek(0, os.SEEK_END)  # type: ignore[attr-defined]
-    out.seek(max(0, size - OUTPUT_CAP))  # type: ignore[attr-defined]
-    data = out.read()  # type: ignore[attr-defined]
+    size = out.seek(0, os.SEEK_END)
+    out.seek(max(0, size - OUTPUT_CAP))
+    data = out.read()
     skipped = f"[... {size - OUTPUT_CAP} bytes omitted]\n" if size > OUTPUT_CAP else ""
     return skipped + data.decode("utf-8", errors="replace")

@@ -10,6 +10,7 @@ Exit status: 0 when the (correct) trace passes, 1 when the checker rejects it, 2
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -22,11 +23,15 @@ from typing import Any, Optional
 
 from harness.bench import tracegen
 
-# What a real run's trace holds besides clean ops: failures, timeouts, log noise and resets.
-MIXED = {"p_fail": 0.05, "p_info": 0.01, "p_noise": 0.2, "p_log_reset": 0.02}
 TARGET_SECONDS = 20.0
 TARGET_BYTES = 1 << 30
 _ROOT = Path(__file__).resolve().parents[2]
+
+
+def mixed(knobs: tracegen.Knobs) -> tracegen.Knobs:
+    """`knobs` with what a real run's trace holds besides clean ops: failures, timeouts, log
+    noise and resets."""
+    return dataclasses.replace(knobs, p_fail=0.05, p_info=0.01, p_noise=0.2, p_log_reset=0.02)
 
 
 def peak_rss_bytes() -> int:
@@ -79,8 +84,9 @@ def measure_check(path: Path, timeout: float) -> dict[str, Any]:
 
 def bench_checkers(args: argparse.Namespace) -> dict[str, Any]:
     """Generate, check, and collect every figure of the checkers benchmark."""
-    mix = {} if args.clean else MIXED
-    knobs = tracegen.Knobs(participants=args.participants, concurrent=not args.serialized, **mix)
+    knobs = tracegen.Knobs(participants=args.participants, concurrent=not args.serialized)
+    if not args.clean:
+        knobs = mixed(knobs)
     with tempfile.TemporaryDirectory(prefix="pams-bench-") as tmp:
         path = Path(args.keep) if args.keep else Path(tmp) / "trace.jsonl"
         progress(f"generating a correct trace of {args.events:,} events into {path} ...")

@@ -129,11 +129,12 @@ def _proxied(hub: ProxyHub, name: str, coordinator: int) -> Mode:
 
     def sink(kind: str, conn: int, data: bytes) -> None:
         t = time.monotonic()
-        event = {
+        events: dict[str, om.Event] = {
             "request": om.Request(conn, t),
             "reply": om.Reply(conn, data, t),
             "close": om.Close(conn, t),
-        }.get(kind)
+        }
+        event = events.get(kind)
         if event is not None:
             with lock:
                 machine.handle(event)

@@ -3,10 +3,11 @@
 All proxies of a run share one asyncio loop in one daemon thread (`ProxyHub`). Each forwards
 every byte both ways, records it as a `wire` event, reports what happens on the control path
 (request bytes, reply bytes, closes, refused connects, cuts) to a sink that decides op
-completion (`harness.running.opmachine`), cuts the control path on `partition()`, and can interpose on
-delivery traffic by rewriting the thread-B port a register/reconnect request advertises. A
-delivery port listens exactly while thread-B's own port does, so the coordinator sees what it
-would see without the proxy. The decisions (`InterposeWatch`, `locate_port`) are pure.
+completion (`harness.running.opmachine`), cuts the control path on `partition()`, and can
+interpose on delivery traffic by rewriting the thread-B port a register/reconnect request
+advertises. A delivery port listens exactly while thread-B's own port does, so the coordinator
+sees what it would see without the proxy. The decisions (`InterposeWatch`, `locate_port`) are
+pure.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def wants_interpose(f: str, port: Optional[int], rewrite_ports: bool) -> bool:
 # --- I/O --------------------------------------------------------------------------------------
 
 
-def _reset(transport: Optional[asyncio.BaseTransport]) -> None:
+def _reset(transport: Optional[asyncio.Transport]) -> None:
     """Close `transport` at once with an RST (no FIN, no TIME_WAIT)."""
     if transport is None or transport.is_closing():
         return
@@ -463,6 +464,11 @@ class ParticipantProxy:
     def start(self, sock: socket.socket, target_port: int) -> None:
         self._listeners.append(_Listener(self.hub, sock, lambda: self._control_side(target_port)))
 
+    def listen(self, pairs: list[tuple[socket.socket, int]]) -> None:
+        """`start` each (listening socket, coordinator port) pair."""
+        for sock, target_port in pairs:
+            self.start(sock, target_port)
+
     def _control_side(self, target_port: int) -> _Side:
         self.unmade += 1  # until its connection_made (accepted)
         return _Link(self, CONTROL, target_port).a
@@ -676,7 +682,7 @@ class ProxyHub:
             for listen_port, _ in controls:
                 socks.append(_listen_socket(listen_port))
             pairs = list(zip(socks, [target for _, target in controls]))
-            self.call(lambda: [proxy.start(sock, target) for sock, target in pairs])
+            self.call(lambda: proxy.listen(pairs))
         except BaseException:
             for sock in socks:
                 sock.close()

@@ -3,7 +3,7 @@ checkers. One function shared by `pams grade` and the pytest plugin."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional
 
@@ -48,33 +48,35 @@ def run_one(
     entry = REGISTRY[name]
     scenario = get_scenario(name, seed=seed)
     result = run_scenario(adapter, scenario, out_dir, progress=progress)
-    base = dict(
+    base = Outcome(  # status, rules and detail are set below
         scenario=name,
         profile=entry.profile,
         boundary=scenario.boundary,
+        status=ERROR,
+        rules={},
         trace=result.trace_path,
+        detail="",
         seconds=result.seconds,
     )
     notes = "".join(f"\nnote: {n}" for n in result.notes)
     if result.error:
-        return Outcome(status=ERROR, rules={}, detail=result.error + notes, **base)
+        return replace(base, status=ERROR, detail=result.error + notes)
     if result.skipped:
-        return Outcome(status=SKIPPED, rules={}, detail=result.skipped, **base)
+        return replace(base, status=SKIPPED, detail=result.skipped)
     assert result.trace_path is not None
     try:
         verdict = check_path(str(result.trace_path))
     except TraceError as e:
-        return Outcome(status=ERROR, rules={}, detail=f"unreadable trace: {e}", **base)
+        return replace(base, status=ERROR, detail=f"unreadable trace: {e}")
     return judged(verdict, notes, base)
 
 
-def judged(verdict: Verdict, notes: str, base: dict) -> Outcome:
+def judged(verdict: Verdict, notes: str, base: Outcome) -> Outcome:
     rules = {r: rule_status(verdict, r) for r in RULES}
     first = "\n    ".join(first_violations(verdict))
     status = PASS if verdict.passed else FAIL
-    return Outcome(
-        status=status, rules=rules, detail=verdict.summary() + notes, first_violation=first, **base
-    )
+    detail = verdict.summary() + notes
+    return replace(base, status=status, rules=rules, detail=detail, first_violation=first)
 
 
 def first_violations(verdict: Verdict, most: int = 4) -> list[str]:

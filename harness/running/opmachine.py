@@ -148,7 +148,19 @@ class Tick:
 
 
 Event = Union[
-    Invoke, Request, Reply, Close, Refused, Cut, Line, Hold, Release, Killed, Restarted, Tick
+    Invoke,
+    Request,
+    Reply,
+    Close,
+    Hangup,
+    Refused,
+    Cut,
+    Line,
+    Hold,
+    Release,
+    Killed,
+    Restarted,
+    Tick,
 ]
 
 # --- actions ---------------------------------------------------------------------------------

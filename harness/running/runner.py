@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -203,7 +204,7 @@ class _Run:
         )
 
     @contextlib.contextmanager
-    def _active(self):  # type: ignore[no-untyped-def]
+    def _active(self) -> Iterator[None]:
         with _ACTIVE_LOCK:
             _ACTIVE.add(self)
         try:
@@ -246,7 +247,7 @@ class _Run:
         return None
 
     @contextlib.contextmanager
-    def _port_lock(self):  # type: ignore[no-untyped-def]
+    def _port_lock(self) -> Iterator[None]:
         """Serialize runs of adapters with a hard-coded coordinator port (SPEC §4)."""
         port = self.adapter.coordinator.port
         if not port:
@@ -776,7 +777,7 @@ _PARTICIPANT_FAULTS: dict[str, Callable[[_Run, _Participant, dict[str, Any]], No
 
 
 @contextlib.contextmanager
-def _signals_deferred():  # type: ignore[no-untyped-def]
+def _signals_deferred() -> Iterator[None]:
     """In the main thread, hold SIGINT/SIGTERM until the block ends (teardown is bounded), then
     hand the first one that came to the handler that was in place (KeyboardInterrupt for
     SIGINT); elsewhere (signals only reach the main thread) do nothing."""
@@ -793,7 +794,7 @@ def _signals_deferred():  # type: ignore[no-untyped-def]
             if handler is not None:  # None: installed outside Python; ours stays (harmless)
                 signal.signal(sig, handler)
     if came:
-        handler = previous[came[0]]
+        handler = previous[signal.Signals(came[0])]
         if callable(handler):
             handler(came[0], None)
         elif handler == signal.SIG_DFL:

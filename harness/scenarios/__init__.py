@@ -1,1 +1,2 @@
-"""Scenarios: the data model and files, the built-in registry and profiles, the random generator, message tokens."""
+"""Scenarios: the data model and files, the built-in registry and profiles, the random
+generator, message tokens."""

@@ -338,7 +338,8 @@ def _step_scenario(name: str, step: float, description: str) -> Callable[[int], 
             s.at(1.2, COORDINATOR, "clock_step", offset=step).at(4.8, "2", "msend")
             s.at(5.2, "3", "reconnect")
         else:  # forward (td 4): 0.8's message is owed although the wall clock jumped ahead;
-            # the reconnect waits out libfaketime's step latency (harness.running.clock.STEP_LATENCY)
+            # the reconnect waits out libfaketime's step latency
+            # (harness.running.clock.STEP_LATENCY)
             s.at(1.1, COORDINATOR, "clock_step", offset=step).at(2.6, "3", "reconnect")
         s.at(s.steps[-1].at + 0.5, "2", "msend")
         return s.build()
