@@ -1,6 +1,7 @@
 """harness.running.procs against real programs: hostile stand-ins (crash at start, never
-listen, hang, ignore SIGTERM, fork a survivor, flood output) never hang the harness or outlive the run; the
-listening port is seen without a connection; output is recorded in order, capped, drained."""
+listen, hang, ignore SIGTERM, fork a survivor, flood output) never hang the harness or outlive
+the run; the listening port is seen without a connection; output is recorded in order,
+capped, drained."""
 
 from __future__ import annotations
 
