@@ -1,6 +1,6 @@
 """The one registry of rules (docs/rules.md): name, report column, one-line summary and an
 example violation line. Verdicts, the grade table, `pams check --help` and the README's rule
-table all read it (tests/test_chk_cli.py keeps the README in step)."""
+table all read it (tests/checkers/test_chk_cli.py keeps the README in step)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Property tests of the checkers against the trace generator's model of a correct system.
 
 Correct traces must pass every rule; one injected fault must fail exactly its own rule. The
-injection points are picked with the oracle of tests/test_tracegen.py (from SPEC §6), away
+injection points are picked with the oracle of tests/harness/test_tracegen.py (from SPEC §6), away
 from every boundary by clear margins, so that the other seven rules have nothing to say.
 
 Most schedules also hold failed ops, ops of unknown outcome (info, or no completion), noise
@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from harness.bench import tracegen as tg
-from tests.test_tracegen import (
+from tests.harness.test_tracegen import (
     MESSY,
     Op,
     Trace,

@@ -16,7 +16,7 @@ import pytest
 from checkers import check_path
 from harness.scenarios.registry import PROFILES
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MUTANTS = REPO / "tests" / "fixtures" / "mutants"
 HOSTILE = REPO / "tests" / "fixtures" / "hostile"
 GRADESCOPE_TEST_FIELDS = {"name", "score", "max_score", "output", "visibility"}

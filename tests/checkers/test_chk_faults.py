@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from checkers import TraceError, Verdict, check_lines
-from tests.test_chk_rules import TB, failed, members, only
+from tests.checkers.test_chk_rules import TB, failed, members, only
 
 pytestmark = pytest.mark.timeout(30)
 

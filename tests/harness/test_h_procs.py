@@ -39,7 +39,7 @@ from harness.running.procs import (
 from harness.running.recorder import Recorder
 from tests.procutil import REPO, free_port, wait_until
 
-HOSTILE = Path(__file__).resolve().parent / "fixtures" / "hostile"
+HOSTILE = Path(__file__).resolve().parents[1] / "fixtures" / "hostile"
 PY_ENV = {"PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
 GRACE = 0.5
 CLOSE_BOUND = GRACE + 3.0  # the contract: close() takes at most grace + 3 s

@@ -2,8 +2,8 @@
 (`run_scenario`) on the scenarios MUTANTS.toml says catch it, the traces judged by the checkers.
 Each mutant must fail its rule(s), the rules its bug necessarily breaks too, and nothing else.
 
-`python -m tests.test_mutants_matrix [--profile P] [-j N]` prints the matrix (mutant x rule);
-with `--profile`, every mutant runs every scenario of that profile (or `all`) instead."""
+`python -m tests.mutants.test_mutants_matrix [--profile P] [-j N]` prints the matrix (mutant x
+rule); with `--profile`, every mutant runs every scenario of that profile (or `all`) instead."""
 
 from __future__ import annotations
 
@@ -193,7 +193,7 @@ def test_every_mutant_is_killed_on_its_rule(tmp_path: Path) -> None:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """Print the kill matrix; exit 1 when it contradicts MUTANTS.toml."""
-    parser = argparse.ArgumentParser(prog="python -m tests.test_mutants_matrix")
+    parser = argparse.ArgumentParser(prog="python -m tests.mutants.test_mutants_matrix")
     parser.add_argument("--profile", help="run every mutant on this profile's scenarios")
     parser.add_argument("-j", type=int, default=WORKERS, help="concurrent runs")
     parser.add_argument("-o", type=Path, help="keep the runs here (default: a temp dir)")

@@ -22,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 pytestmark = [pytest.mark.process, pytest.mark.timeout(400)]
-HERE = Path(__file__).parent / "fixtures" / "students"
+HERE = Path(__file__).resolve().parents[1] / "fixtures" / "students"
 VERDICTS = {
     name: {**entry, "where": path.name}
     for path in sorted(HERE.glob("VERDICTS-*.toml"))

@@ -105,7 +105,8 @@ def failed(v: Verdict) -> set[str]:
 
 def only(v: Verdict, rule: str, p: str, m: Optional[str]) -> str:
     """Assert the verdict has exactly one violation, of `rule` for (p, m), besides the
-    `acknowledged` ones its failed commands give (tests/test_chk_conduct.py); return its why."""
+    `acknowledged` ones its failed commands give (tests/checkers/test_chk_conduct.py);
+    return its why."""
     found = [x for x in v.violations if x.rule != "acknowledged" or rule == "acknowledged"]
     assert [(x.rule, x.participant, x.message) for x in found] == [(rule, p, m)], v.summary()
     return found[0].why
