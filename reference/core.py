@@ -1,116 +1,33 @@
-"""The coordinator's pure core: request parsing, membership, persistence and expiry.
+"""The coordinator's pure core: membership, persistence and expiry.
 
 No sockets, no clock: every call takes `now` (seconds on a monotonic clock, non-decreasing) and
 returns the reply plus the actions the I/O layer must carry out (h11 style). The wire protocol is
-described in `reference/PROTOCOL.md`.
+described in `reference/PROTOCOL.md`; its lines are parsed and formatted in `reference.wire`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Union
 
 from reference.store import Message, MessageStore
-from reference.wire import MESSAGE, PARTICIPANT_ID
-
-_HOST_RE = re.compile(r"[A-Za-z0-9_.:-]+")
+from reference.wire import (
+    Deregister,
+    Disconnect,
+    Msend,
+    Ok,
+    Reconnect,
+    Register,
+    Request,
+    parse_reply,
+    parse_request,
+    reply_err,
+    reply_ok,
+)
 
 OUT = "out"
 ONLINE = "online"
 OFFLINE = "offline"
-
-
-# --- requests -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Register:
-    """`REGISTER <id> <host> <port>`: join the group; thread-B listens on host:port."""
-
-    pid: str
-    host: str
-    port: int
-
-
-@dataclass(frozen=True)
-class Deregister:
-    """`DEREGISTER <id>`: leave the group; nothing more is owed."""
-
-    pid: str
-
-
-@dataclass(frozen=True)
-class Disconnect:
-    """`DISCONNECT <id>`: go offline; messages are kept (td-bound)."""
-
-    pid: str
-
-
-@dataclass(frozen=True)
-class Reconnect:
-    """`RECONNECT <id> <host> <port>`: come back online at host:port."""
-
-    pid: str
-    host: str
-    port: int
-
-
-@dataclass(frozen=True)
-class Msend:
-    """`MSEND <id> <text>`: multicast an alphanumeric text to every member."""
-
-    pid: str
-    text: str
-
-
-Request = Union[Register, Deregister, Disconnect, Reconnect, Msend]
-
-
-class RequestError(ValueError):
-    """A request line that is not a well-formed request; str() is the reason, one line."""
-
-
-_USAGE = {
-    "REGISTER": "REGISTER <id> <host> <port>",
-    "DEREGISTER": "DEREGISTER <id>",
-    "DISCONNECT": "DISCONNECT <id>",
-    "RECONNECT": "RECONNECT <id> <host> <port>",
-    "MSEND": "MSEND <id> <message>",
-}
-
-
-def _check(regex: re.Pattern[str], value: str, what: str) -> str:
-    if not regex.fullmatch(value):
-        raise RequestError(f"bad {what} {value[:80]!r}")
-    return value
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise RequestError(f"bad port {text[:80]!r}: must be an integer 1-65535")
-    return int(text)
-
-
-def parse_request(line: str) -> Request:
-    """Parse one request line (without its terminator); raise RequestError if malformed."""
-    words = line.split()
-    if not words:
-        raise RequestError("empty request")
-    command, args = words[0].upper(), words[1:]
-    usage = _USAGE.get(command)
-    if usage is None:
-        raise RequestError(f"unknown command {words[0][:80]!r}")
-    if len(args) != len(usage.split()) - 1:
-        raise RequestError(f"usage: {usage}")
-    pid = _check(PARTICIPANT_ID, args[0], "id")
-    if command in ("REGISTER", "RECONNECT"):
-        cls = Register if command == "REGISTER" else Reconnect
-        return cls(pid, _check(_HOST_RE, args[1], "host"), _port(args[2]))
-    if command == "MSEND":
-        return Msend(pid, _check(MESSAGE, args[1], "message (letters and digits only)"))
-    leave = Deregister if command == "DEREGISTER" else Disconnect
-    return leave(pid)
 
 
 # --- actions and outcomes -------------------------------------------------------------------
@@ -154,11 +71,11 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.reply.startswith("OK")
+        return isinstance(parse_reply(self.reply), Ok)
 
 
 def _refuse(reason: str) -> Outcome:
-    return Outcome(f"ERR {reason}")
+    return Outcome(reply_err(reason))
 
 
 # --- the core -------------------------------------------------------------------------------
@@ -202,10 +119,9 @@ class CoordinatorCore:
 
     def handle(self, line: str, now: float) -> Outcome:
         """Parse and apply one request line received at `now`."""
-        try:
-            request = parse_request(line)
-        except RequestError as exc:
-            return _refuse(str(exc))
+        request = parse_request(line)
+        if isinstance(request, str):
+            return _refuse(request)
         return self.apply(request, now)
 
     def apply(self, request: Request, now: float) -> Outcome:
@@ -226,7 +142,7 @@ class CoordinatorCore:
             return _refuse(f"{pid} is already registered")
         member = _Member(acked=self.store.next_seq - 1)
         self._members[pid] = member
-        return Outcome("OK", (self._go_online(pid, member, host, port),))
+        return Outcome(reply_ok(), (self._go_online(pid, member, host, port),))
 
     def deregister(self, pid: str, now: float) -> Outcome:
         """Leave the group; whatever was pending is no longer owed."""
@@ -234,7 +150,7 @@ class CoordinatorCore:
         if member is None:
             return _refuse(f"{pid} is not registered")
         self.expire(now)
-        return Outcome("OK", (CloseChannel(pid, member.epoch),) if member.online else ())
+        return Outcome(reply_ok(), (CloseChannel(pid, member.epoch),) if member.online else ())
 
     def disconnect(self, pid: str, now: float) -> Outcome:
         """Go offline at `now`; unacknowledged and later messages are kept for a reconnect."""
@@ -244,7 +160,7 @@ class CoordinatorCore:
         if not member.online:
             return _refuse(f"{pid} is not online")
         self._go_offline(member, now)
-        return Outcome("OK", (CloseChannel(pid, member.epoch),))
+        return Outcome(reply_ok(), (CloseChannel(pid, member.epoch),))
 
     def reconnect(self, pid: str, host: str, port: int, now: float) -> Outcome:
         """Come back online: owed every pending message if offline <= td, else the last td s."""
@@ -254,7 +170,7 @@ class CoordinatorCore:
         if member.online:
             return _refuse(f"{pid} is already online")
         member.acked = self._first_owed(member, now) - 1
-        return Outcome("OK", (self._go_online(pid, member, host, port),))
+        return Outcome(reply_ok(), (self._go_online(pid, member, host, port),))
 
     def msend(self, pid: str, text: str, now: float) -> Outcome:
         """Store `text` stamped `now` and wake every online member's channel (sender included)."""
@@ -263,7 +179,7 @@ class CoordinatorCore:
         msg = self.store.append(now, pid, text)
         self.expire(now)
         wakes = tuple(Wake(p, m.epoch) for p, m in self._members.items() if m.online)
-        return Outcome(f"OK {msg.seq}", wakes)
+        return Outcome(reply_ok(str(msg.seq)), wakes)
 
     # delivery channels
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Optional
 
 from checkers import TraceError, check_path
 from checkers.rulebook import RULEBOOK
+from harness.exits import EXIT_ERROR, EXIT_INTERRUPTED
 
 CHECK_EPILOG = (
     f"rules (all {len(RULEBOOK)} are reported; the first four are the assignment's):\n"
@@ -96,8 +97,8 @@ def run_bench(argv: list[str]) -> int:
 
 def add_harness(sub: argparse._SubParsersAction) -> None:
     """run, replay, grade and scenarios (imported lazily)."""
+    from harness.cli import grade
     from harness.cli import run as cli_run
-    from harness.reports import grade
 
     cli_run.add_run(sub)
     cli_run.add_replay(sub)
@@ -141,11 +142,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     previous = _terminate_as_interrupt()
     try:
         return int(args.func(args))
-    except BrokenPipeError:
-        return 1
+    except BrokenPipeError:  # stdout closed: what was to be said could not be said
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("pams: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -14,11 +14,11 @@ from typing import Any, Optional
 
 from checkers import TraceError, check_path
 from harness.adapters.adapter import Adapter, AdapterError, load_adapter
+from harness.cli.options import add_impl
+from harness.exits import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
 from harness.running.runner import RunResult, fresh_dir, run_scenario
 from harness.scenarios.model import Scenario, ScenarioError, from_json, load_file
 from harness.scenarios.registry import PROFILES, REGISTRY, get_scenario
-
-EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
 
 def positive(text: str) -> float:
@@ -66,12 +66,7 @@ def add_replay(sub: argparse._SubParsersAction) -> None:
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--impl",
-        required=True,
-        metavar="ADAPTER",
-        help="adapter TOML file, or 'reference' for the bundled one",
-    )
+    add_impl(parser)
     parser.add_argument(
         "-o",
         "--output",

@@ -1,12 +1,11 @@
-"""`pams grade`: the battery of a profile against one implementation, in parallel, then a
-scenario × rule table, a per-rule summary, a score, one line per failure (trace path and the
-first violation), JUnit XML and a Gradescope results.json (SPEC §7)."""
+"""The battery of a profile against one implementation, in parallel, and what `pams grade`
+reports of it: a scenario × rule table, a per-rule summary, a score, one line per failure
+(trace path and the first violations), JUnit XML and a Gradescope results.json
+(docs/cli.md)."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -17,13 +16,11 @@ from typing import Optional
 
 from checkers import RULES
 from checkers.rulebook import RULEBOOK
-from harness.adapters import adapter as adapters
-from harness.adapters.adapter import Adapter, AdapterError, load_adapter
+from harness.adapters.adapter import Adapter
+from harness.exits import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
 from harness.reports.battery import ERROR, FAIL, NA, PASS, SKIPPED, UNEXERCISED, Outcome, run_one
-from harness.running.runner import abort_all, fresh_dir
-from harness.scenarios.registry import PROFILES, REGISTRY, profile
+from harness.running.runner import abort_all
 
-EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 SHORT = {
     PASS: "pass",
     FAIL: "FAIL",
@@ -33,88 +30,6 @@ SHORT = {
     ERROR: "ERR",
 }
 COLUMN = {r.name: r.column for r in RULEBOOK}
-
-
-def add_grade(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser(
-        "grade",
-        help="run a profile's battery against an implementation and score it",
-        description="Run every scenario of a profile against the implementation an adapter "
-        "describes (in parallel), then print a scenario x rule table, a per-rule summary, "
-        "a score, and one line per failure with its trace. Exit 0 all pass, 1 a rule "
-        "failed, 2 the implementation could not be run (build failed, never started).",
-    )
-    parser.add_argument(
-        "--impl",
-        required=True,
-        metavar="ADAPTER",
-        help="adapter TOML file, or 'reference' for the bundled one",
-    )
-    parser.add_argument(
-        "--profile", default="basic", choices=list(PROFILES), help="which scenarios (default basic)"
-    )
-    parser.add_argument(
-        "-j",
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="scenarios run in parallel (default: the number of cores)",
-    )
-    parser.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="DIR",
-        help="where traces go (default pams-grade/TIME); must be empty or absent",
-    )
-    parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
-    parser.add_argument(
-        "--gradescope", type=Path, metavar="FILE", help="write a Gradescope results.json here"
-    )
-    parser.add_argument("--seed", type=int, help="seed for the random scenarios (default 1)")
-    parser.add_argument(
-        "--scenario", action="append", metavar="NAME", help="only these scenarios (repeatable)"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    parser.set_defaults(func=cmd_grade)
-
-
-def cmd_grade(args: argparse.Namespace) -> int:
-    try:
-        adapter = load_adapter(args.impl)
-        names = args.scenario or list(profile(args.profile))
-        unknown = [n for n in names if n not in REGISTRY]
-        if unknown:
-            raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
-        if args.jobs < 1:
-            raise ValueError("-j must be at least 1")
-        out = output_dir(args.output)
-    except (AdapterError, ValueError) as e:
-        print(f"pams grade: {e}", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        adapters.build(adapter)
-    except adapters.BuildError as e:
-        print(f"pams grade: cannot run the implementation: {e}", file=sys.stderr)
-        print(getattr(e, "output", "") or "", file=sys.stderr)
-        return EXIT_ERROR
-    try:
-        outcomes = run_battery(adapter, names, out, args.jobs, args.seed, args.quiet)
-    except KeyboardInterrupt:
-        print(
-            f"pams grade: interrupted; every process was stopped; partial traces in {out}",
-            file=sys.stderr,
-        )
-        return 130
-    selection = "selected scenarios" if args.scenario else f"profile {args.profile}"
-    print(report(outcomes, adapter.name, selection, out))
-    write_reports(outcomes, args.junit, args.gradescope, adapter.name)
-    return exit_status(outcomes)
-
-
-def output_dir(output: Optional[Path]) -> Path:
-    return fresh_dir(output, "pams-grade")
 
 
 def run_battery(
@@ -219,6 +134,7 @@ def percent(passed: int, total: int) -> str:
 
 
 def exit_status(outcomes: list[Outcome]) -> int:
+    """2 if some scenario could not run, else 1 if some failed, else 0 (docs/cli.md)."""
     if any(o.status == ERROR for o in outcomes):
         return EXIT_ERROR
     return EXIT_FAIL if any(o.status == FAIL for o in outcomes) else EXIT_PASS

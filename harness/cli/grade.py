@@ -1,0 +1,94 @@
+"""`pams grade`: the command line of the battery (harness.reports.grade does the work)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+from harness.adapters import adapter as adapters
+from harness.adapters.adapter import AdapterError, load_adapter
+from harness.cli.options import add_impl
+from harness.exits import EXIT_ERROR, EXIT_INTERRUPTED
+from harness.reports.grade import exit_status, report, run_battery, write_reports
+from harness.running.runner import fresh_dir
+from harness.scenarios.registry import PROFILES, REGISTRY, profile
+
+
+def add_grade(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "grade",
+        help="run a profile's battery against an implementation and score it",
+        description="Run every scenario of a profile against the implementation an adapter "
+        "describes (in parallel), then print a scenario x rule table, a per-rule summary, "
+        "a score, and one line per failure with its trace. Exit 0 all pass, 1 a rule "
+        "failed, 2 the implementation could not be run (build failed, never started).",
+    )
+    add_impl(parser)
+    parser.add_argument(
+        "--profile", default="basic", choices=list(PROFILES), help="which scenarios (default basic)"
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="scenarios run in parallel (default: the number of cores)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="where traces go (default pams-grade/TIME); must be empty or absent",
+    )
+    parser.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML here")
+    parser.add_argument(
+        "--gradescope", type=Path, metavar="FILE", help="write a Gradescope results.json here"
+    )
+    parser.add_argument("--seed", type=int, help="seed for the random scenarios (default 1)")
+    parser.add_argument(
+        "--scenario", action="append", metavar="NAME", help="only these scenarios (repeatable)"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    parser.set_defaults(func=cmd_grade)
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    try:
+        adapter = load_adapter(args.impl)
+        names = args.scenario or list(profile(args.profile))
+        unknown = [n for n in names if n not in REGISTRY]
+        if unknown:
+            raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
+        if args.jobs < 1:
+            raise ValueError("-j must be at least 1")
+        out = output_dir(args.output)
+    except (AdapterError, ValueError) as e:
+        print(f"pams grade: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        adapters.build(adapter)
+    except adapters.BuildError as e:
+        print(f"pams grade: cannot run the implementation: {e}", file=sys.stderr)
+        print(getattr(e, "output", "") or "", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        outcomes = run_battery(adapter, names, out, args.jobs, args.seed, args.quiet)
+    except KeyboardInterrupt:
+        print(
+            f"pams grade: interrupted; every process was stopped; partial traces in {out}",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    selection = "selected scenarios" if args.scenario else f"profile {args.profile}"
+    print(report(outcomes, adapter.name, selection, out))
+    write_reports(outcomes, args.junit, args.gradescope, adapter.name)
+    return exit_status(outcomes)
+
+
+def output_dir(output: Optional[Path]) -> Path:
+    return fresh_dir(output, "pams-grade")
