@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
+from reference.wire import parse_number, quote
+
 REPO = Path(__file__).resolve().parent.parent
 TOKEN_PREFIX = "B"
 TOKEN_DIGITS = 9
@@ -800,9 +802,10 @@ def _non_negative(text: str) -> float:
 
 
 def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
-    return int(text)
+    value = parse_number(text, range(1, 2**63))
+    if value is None:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {quote(text)}")
+    return value
 
 
 def parse_args(argv: Optional[Sequence[str]]) -> Options:

@@ -5,15 +5,10 @@ Every malformed config raises `ConfigError`, whose message names the file and li
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from reference.wire import PARTICIPANT_ID
-
-_PORT_RANGE = range(1, 65536)
-_DIGITS_RE = re.compile(r"[0-9]+\Z")  # ASCII only: str.isdigit() accepts '²', int() does not
+from reference.wire import PARTICIPANT_ID, PORT_RULE, parse_port, parse_seconds, quote
 
 
 class ConfigError(Exception):
@@ -54,19 +49,17 @@ def _read_lines(path: Path, needed: int) -> list[str]:
 
 
 def _parse_port(path: Path, line_no: int, text: str) -> int:
-    if not _DIGITS_RE.match(text) or int(text) not in _PORT_RANGE:
-        raise ConfigError(f"{path}:{line_no}: port must be an integer 1-65535, got {text!r}")
-    return int(text)
+    port = parse_port(text)
+    if port is None:
+        raise ConfigError(f"{path}:{line_no}: port {PORT_RULE}, got {quote(text)}")
+    return port
 
 
 def _parse_td(path: Path, line_no: int, text: str) -> float:
-    try:
-        td = float(text)
-    except ValueError:
-        td = math.nan
-    if not math.isfinite(td) or td < 0:
+    td = parse_seconds(text)
+    if td is None:
         raise ConfigError(
-            f"{path}:{line_no}: td must be a non-negative number of seconds, got {text!r}"
+            f"{path}:{line_no}: td must be a non-negative number of seconds, got {quote(text)}"
         )
     return td
 
@@ -78,7 +71,7 @@ def _split_address(path: Path, line_no: int, text: str) -> tuple[str, int]:
     if len(parts) != 2 or not parts[0]:
         raise ConfigError(
             f"{path}:{line_no}: coordinator address must be 'HOST PORT' or 'HOST:PORT',"
-            f" got {text!r}"
+            f" got {quote(text)}"
         )
     return parts[0], _parse_port(path, line_no, parts[1])
 
@@ -96,7 +89,8 @@ def load_participant_config(path: str | Path) -> ParticipantConfig:
     lines = _read_lines(path, 3)
     if not PARTICIPANT_ID.fullmatch(lines[0]):
         raise ConfigError(
-            f"{path}:1: participant ID must be letters, digits, '_', '.' or '-', got {lines[0]!r}"
+            f"{path}:1: participant ID must be letters, digits, '_', '.' or '-',"
+            f" got {quote(lines[0])}"
         )
     if not lines[1]:
         raise ConfigError(f"{path}:2: message log file name is empty")

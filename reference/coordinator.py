@@ -16,7 +16,7 @@ from typing import Callable, Optional, TextIO
 
 from reference.config import ConfigError, load_coordinator_config
 from reference.core import Action, CloseChannel, CoordinatorCore, OpenChannel, Wake
-from reference.wire import MAX_LINE
+from reference.wire import MAX_LINE, format_delivery, parse_ack, quote, reply_err
 
 REQUEST_TIMEOUT = 5.0  # seconds a client has to send its whole request line
 CONNECT_TIMEOUT = 5.0  # seconds to connect a delivery channel
@@ -87,9 +87,9 @@ class RequestProtocol(asyncio.Protocol):
             return False
         if self.buffer:
             what = f"truncated request ({len(self.buffer)} bytes, no end of line)"
-            self._fail(what, f"ERR {what}")
+            self._fail(what, reply_err(what))
         else:
-            self._fail("closed without a request", "ERR empty request")
+            self._fail("closed without a request", reply_err("empty request"))
         return False
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -113,7 +113,8 @@ class RequestProtocol(asyncio.Protocol):
         try:
             line = raw.decode("ascii")
         except UnicodeDecodeError:
-            self._reply_and_close(f"{self._peer()} bad request: not ASCII", "ERR not ASCII text")
+            event = f"{self._peer()} bad request: not ASCII"
+            self._reply_and_close(event, reply_err("not ASCII text"))
             return
         outcome = self.server.core.handle(line, self.server.clock())
         self.transport.write(outcome.reply.encode("ascii") + b"\n")
@@ -138,14 +139,15 @@ class RequestProtocol(asyncio.Protocol):
     def _timed_out(self) -> None:
         if not self.done:
             what = f"request timeout after {REQUEST_TIMEOUT:g}s ({len(self.buffer)} bytes read)"
-            self._fail(what, "ERR request timeout")
+            self._fail(what, reply_err("request timeout"))
 
     def _refuse_long(self) -> None:
         """Reply, send FIN, and discard input for a moment so the peer can read the reply."""
         self._finish()
         assert self.transport is not None
         self.buffer = bytearray()
-        self.transport.write(f"ERR request line longer than {MAX_LINE} bytes\n".encode())
+        reply = reply_err(f"request line longer than {MAX_LINE} bytes")
+        self.transport.write(reply.encode() + b"\n")
         if self.transport.can_write_eof():
             self.transport.write_eof()
         asyncio.get_running_loop().call_later(LINGER, self.transport.abort)
@@ -179,11 +181,8 @@ class Channel(asyncio.Protocol):
             batch = core.take(self.pid, self.epoch, BATCH)
             if not batch:
                 return
-            self.transport.write(
-                b"".join(
-                    b"MSG %d %s %s\n" % (m.seq, m.sender.encode(), m.text.encode()) for m in batch
-                )
-            )
+            lines = "".join(format_delivery(m.seq, m.sender, m.text) + "\n" for m in batch)
+            self.transport.write(lines.encode())
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -204,11 +203,11 @@ class Channel(asyncio.Protocol):
         lines, self.inbox = self.inbox[:end].split(b"\n"), self.inbox[end + 1 :]
         top = -1
         for line in lines:
-            words = line.split()
-            if len(words) == 2 and words[0] == b"ACK" and words[1].isdigit():
-                top = max(top, int(words[1]))
+            seq = parse_ack(bytes(line))
+            if seq is not None:
+                top = max(top, seq)
             else:
-                self.server.log.event(f"channel to {self.pid}: ignored line {bytes(line[:80])!r}")
+                self.server.log.event(f"channel to {self.pid}: ignored line {quote(bytes(line))}")
         if top >= 0:
             self.server.core.ack(self.pid, self.epoch, top)
 

@@ -12,7 +12,6 @@ from typing import Union
 
 from reference.store import Message, MessageStore
 from reference.wire import (
-    Deregister,
     Disconnect,
     Msend,
     Ok,

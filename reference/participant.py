@@ -26,6 +26,7 @@ from reference.participant_state import (
     Reply,
     State,
     Unsent,
+    ack_line,
     error,
     parse_reply,
     plan,
@@ -34,7 +35,7 @@ from reference.participant_state import (
     settle,
     take_deliveries,
 )
-from reference.wire import MAX_LINE
+from reference.wire import MAX_LINE, quote
 
 TIMEOUT = 5.0  # seconds, for the control connection's connect and for its reply
 _RST_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0 s}: close() sends RST, no TIME_WAIT
@@ -155,13 +156,13 @@ class Receiver:
             return
         batch = take_deliveries(self._buffers[conn] + data, self.last_seq)
         for line in batch.bad_lines:
-            print(f"participant: ignored malformed delivery line {line[:80]!r}", file=sys.stderr)
+            print(f"participant: ignored malformed delivery line {quote(line)}", file=sys.stderr)
         try:
             if batch.to_log:
                 self._log.append(batch.to_log)
             self.last_seq = batch.last_seq
             if batch.ack is not None:
-                conn.sendall(b"ACK %d\n" % batch.ack)
+                conn.sendall(ack_line(batch.ack))
         except OSError as exc:
             print(f"participant: delivery channel dropped: {_reason(exc)}", file=sys.stderr)
             self._drop(conn)

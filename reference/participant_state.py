@@ -11,7 +11,24 @@ import enum
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from reference.wire import MESSAGE
+from reference.wire import (
+    MESSAGE,
+    PORT_RULE,
+    Deregister,
+    Disconnect,
+    Err,
+    Msend,
+    Ok,
+    Reconnect,
+    Register,
+    Request,
+    format_ack,
+    format_request,
+    parse_delivery,
+    parse_port,
+    quote,
+)
+from reference.wire import parse_reply as parse_wire_reply
 
 VERBS = ("register", "deregister", "disconnect", "reconnect", "msend", "quit")
 _TAKES_PORT = ("register", "reconnect")
@@ -49,20 +66,6 @@ class Reply:
 
 
 @dataclass(frozen=True)
-class Ok:
-    """The coordinator accepted the request; `detail` is the rest of its OK line."""
-
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Err:
-    """The coordinator refused the request (nothing changed there)."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
 class Unsent:
     """The request never reached the coordinator (or thread-B could not listen)."""
 
@@ -85,9 +88,10 @@ def error(verb: str, reason: str) -> str:
 
 
 def _parse_port(verb: str, text: str) -> Union[Command, Reply]:
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        return Reply(error(verb, f"port must be an integer 1-65535, got {text!r}"))
-    return Command(verb, port=int(text))
+    port = parse_port(text)
+    if port is None:
+        return Reply(error(verb, f"port {PORT_RULE}, got {quote(text)}"))
+    return Command(verb, port=port)
 
 
 def parse_command(line: str) -> Union[Command, Reply, None]:
@@ -97,7 +101,7 @@ def parse_command(line: str) -> Union[Command, Reply, None]:
         return None
     verb, args = words[0].lower(), words[1:]
     if verb not in VERBS:
-        return Reply(f"error: unknown command {words[0]!r}")
+        return Reply(f"error: unknown command {quote(words[0])}")
     if verb in _TAKES_NOTHING:
         return Command(verb) if not args else Reply(error(verb, f"takes no argument: {verb}"))
     if verb in _TAKES_PORT:
@@ -132,24 +136,29 @@ def plan(state: State, line: str) -> Union[Command, Reply, None]:
     return Reply(error(parsed.verb, refusal)) if refusal else parsed
 
 
-def request_line(participant_id: str, command: Command, host: str) -> str:
-    """The control request for `command` (PROTOCOL.md section 1), newline included."""
-    verb = command.verb.upper()
-    if command.listens:
-        return f"{verb} {participant_id} {host} {command.port}\n"
+def to_request(participant_id: str, command: Command, host: str) -> Request:
+    """The control request that carries out `command` (not `quit`) for this participant."""
+    if command.verb in _TAKES_PORT:
+        assert command.port is not None
+        cls = Register if command.verb == "register" else Reconnect
+        return cls(participant_id, host, command.port)
     if command.verb == "msend":
-        return f"MSEND {participant_id} {command.message}\n"
-    return f"{verb} {participant_id}\n"
+        assert command.message is not None
+        return Msend(participant_id, command.message)
+    leave = Deregister if command.verb == "deregister" else Disconnect
+    return leave(participant_id)
+
+
+def request_line(participant_id: str, command: Command, host: str) -> str:
+    """The control request line for `command` (PROTOCOL.md section 1), newline included."""
+    return format_request(to_request(participant_id, command, host)) + "\n"
 
 
 def parse_reply(line: str) -> Union[Ok, Err, Lost]:
-    """Interpret the coordinator's reply line (`OK [detail]` or `ERR reason`)."""
-    head, _, rest = line.strip().partition(" ")
-    if head == "OK":
-        return Ok(rest.strip())
-    if head == "ERR":
-        return Err(rest.strip() or "refused")
-    return Lost(f"unexpected reply from coordinator: {line.strip()[:80]!r}")
+    """Interpret the coordinator's reply line (`OK [detail]` or `ERR reason`); anything else
+    means the request's effect is unknown (Lost)."""
+    reply = parse_wire_reply(line)
+    return Lost(reply) if isinstance(reply, str) else reply
 
 
 _AFTER_OK = {
@@ -197,13 +206,6 @@ class Batch:
     bad_lines: tuple[bytes, ...] = ()  # complete lines that are not well-formed MSG lines
 
 
-def _parse_msg(line: bytes) -> Optional[tuple[int, bytes]]:
-    parts = line.rstrip(b"\r").split(b" ")
-    if len(parts) != 4 or parts[0] != b"MSG" or not parts[1].isdigit() or not parts[3]:
-        return None
-    return int(parts[1]), parts[3]
-
-
 def take_deliveries(buffer: bytes, last_seq: int) -> Batch:
     """Split `buffer` into MSG lines; log those with seq > last_seq, ack the highest seq seen."""
     *lines, rest = buffer.split(b"\n")
@@ -211,13 +213,18 @@ def take_deliveries(buffer: bytes, last_seq: int) -> Batch:
     bad: list[bytes] = []
     ack: Optional[int] = None
     for line in lines:
-        parsed = _parse_msg(line)
-        if parsed is None:
+        delivery = parse_delivery(line)
+        if delivery is None:
             bad.append(line)
             continue
-        seq, message = parsed
+        seq = delivery.seq
         ack = seq if ack is None else max(ack, seq)
         if seq > last_seq:
-            logged.append(message + b"\n")
+            logged.append(delivery.text.encode("ascii", "surrogateescape") + b"\n")
             last_seq = seq
     return Batch(b"".join(logged), ack, last_seq, rest, tuple(bad))
+
+
+def ack_line(seq: int) -> bytes:
+    """The bytes thread-B writes to acknowledge every message up to `seq`."""
+    return (format_ack(seq) + "\n").encode()

@@ -24,7 +24,7 @@ QUOTE_LIMIT = 40  # characters of refused input an error message quotes
 
 _SPACES = " \t\n\r\x0b\x0c"  # what bytes.split() splits on (str.split() splits on more)
 _ASCII_SPACE = re.compile(f"[{_SPACES}]+")
-_DIGITS = re.compile(r"[0-9]{1,%d}" % MAX_DIGITS)  # ASCII only: str.isdigit() accepts '²'
+_DIGITS = re.compile(f"[0-9]{{1,{MAX_DIGITS}}}")  # ASCII only: str.isdigit() accepts '²'
 _SECONDS = re.compile(r"(?:[0-9]{1,20}(?:\.[0-9]{0,20})?|\.[0-9]{1,20})(?:[eE][-+]?[0-9]{1,3})?")
 
 

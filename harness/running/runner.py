@@ -26,13 +26,13 @@ from harness.adapters import adapter as adapters
 from harness.adapters.adapter import Adapter
 from harness.running import opmachine as om
 from harness.running.opmachine import OpMachine
+from harness.running.pacing import Pacer
 from harness.running.ports import PortPicker, bind_error
 from harness.running.recorder import Recorder
 from harness.scenarios.model import COMMANDS, COORDINATOR, Scenario, Step
 
 Progress = Callable[[str], None]
 HOST = "127.0.0.1"
-ANY = ""  # key of the delays measured on any participant (they all run the same program)
 DEFAULT_LATENCY = 1.0  # L when the scenario does not set latency_bound (docs/rules.md)
 PROBE_GRACE = 2.0  # seconds a released port may take to become bindable after the reply
 LOG_NAME = "messages.log"
@@ -139,6 +139,12 @@ def run_scenario(
 
 
 class _Run:
+    """One run: builds, starts the coordinator and the participants behind their proxies,
+    drives the schedule (one worker thread per target; `Pacer` says when each step is due),
+    feeds each participant's op-completion machine what its proxy and stdout show and carries
+    out what the machine decides, injects faults (a table per fault), probes ports, and tears
+    everything down. It records and never judges."""
+
     def __init__(self, adapter: Adapter, sc: Scenario, run_dir: Path, progress: Progress):
         self.adapter, self.sc, self.run_dir, self.say = adapter, sc, run_dir, progress
         self.run_id = uuid.uuid4().hex[:12]
@@ -150,10 +156,8 @@ class _Run:
             sc.latency_bound if sc.latency_bound is not None else DEFAULT_LATENCY,
             adapter.timing.op_timeout,
         )
-        self.labels: dict[str, float] = {}  # step label -> when its op settled / fault happened
+        self.pacer = Pacer(0.0, adapter.timing.op_timeout)  # t0 set when the schedule starts
         self.labelled = threading.Condition(self.lock)
-        self.lags: dict[str, float] = {}  # participant -> its last invoke-to-request delay
-        self.ack_delays: dict[str, float] = {}  # participant -> its last request-to-ack delay
         self.parts: dict[str, _Participant] = {}
         self.coordinator: Any = None
         self.coordinator_clock: Any = None
@@ -465,7 +469,7 @@ class _Run:
         by_target: dict[str, list[Step]] = {}
         for step in self.sc.steps:
             by_target.setdefault(step.target, []).append(step)
-        self.t0 = self.rec.now()  # type: ignore[union-attr]
+        self.t0 = self.pacer.t0 = self.rec.now()  # type: ignore[union-attr]
         self._emit({"type": "schedule", "event": "start", "steps": len(self.sc.steps)})
         self.say(f"driving {len(self.sc.steps)} steps over {self.sc.duration:.1f} s")
         workers = [
@@ -511,32 +515,20 @@ class _Run:
             bound = self.adapter.timing.op_timeout * 3 + step.at
             with self.labelled:
                 self.labelled.wait_for(
-                    lambda: step.follows in self.labels or self.stop.is_set(), bound
+                    lambda: step.follows in self.pacer.effects or self.stop.is_set(), bound
                 )
         while not self.stop.is_set():
-            delay = self._due(step, anchor) - self._now()
+            with self.lock:
+                delay = self.pacer.due(step, anchor) - self._now()
             if delay <= 0:
                 return True
             if self.stop.wait(min(delay, 0.05)):
                 return False
         return False
 
-    def _due(self, step: Step, anchor: Optional[Step]) -> float:
-        due = self.t0 + step.at
-        done = self.labels.get(step.follows) if step.follows else None
-        if done is None or anchor is None:
-            return due
-        due = max(due, done + step.at - anchor.at)
-        if step.action not in COMMANDS:
-            return due
-        p = step.target  # aim the middle of the effect window at the plan
-        lag = self.lags.get(p, self.lags.get(ANY, 0.0))
-        lag += self.ack_delays.get(p, self.ack_delays.get(ANY, 0.0)) / 2
-        return due - min(lag, self.adapter.timing.op_timeout)
-
     def _mark(self, label: str, at: Optional[float]) -> None:
         with self.labelled:
-            self.labels[label] = self._now() if at is None else at
+            self.pacer.took_effect(label, self._now() if at is None else at)
             self.labelled.notify_all()
 
     # ------------------------------------------------------------------ ops
@@ -605,22 +597,24 @@ class _Run:
                 if pending is not None and pending.op == action.op:
                     pending.request_at = action.t
                     if pending.index > 1:  # the first command also waits for the start-up
-                        self.lags[part.pid] = self.lags[ANY] = max(0.0, action.t - pending.t)
+                        self.pacer.measured(part.pid, lag=action.t - pending.t)
                 self._ready_probe(part, action)
                 continue
             self._emit(action.event())
             if isinstance(action, om.Settle):
-                pending = part.pending
                 part.proxy.disarm(action.op)
-                fields = dict(action.fields)
-                acked = action.outcome == "ok" and fields.get("acknowledged") is not False
-                known = pending is not None and pending.request_at is not None
-                if acked and known and pending.index > 1:  # type: ignore[union-attr]
-                    delay = max(0.0, action.t - pending.request_at)  # type: ignore[union-attr,operator]
-                    self.ack_delays[part.pid] = self.ack_delays[ANY] = delay
-                if pending is not None and pending.op == action.op:
-                    pending.outcome = action.outcome
-                    pending.done.set()
+                self._settled(part, action)
+
+    def _settled(self, part: _Participant, settle: om.Settle) -> None:
+        """Wake the worker waiting on the op; learn how long the coordinator took to ack."""
+        pending = part.pending
+        if pending is None or pending.op != settle.op:
+            return
+        acked = settle.outcome == "ok" and dict(settle.fields).get("acknowledged") is not False
+        if acked and pending.request_at is not None and pending.index > 1:
+            self.pacer.measured(part.pid, ack=settle.t - pending.request_at)
+        pending.outcome = settle.outcome
+        pending.done.set()
 
     def _control(self, p: str, kind: str, conn: int, data: bytes) -> None:
         """A control event from the participant's proxy (loop thread)."""
