@@ -20,6 +20,7 @@ from typing import Any, Callable, NamedTuple, NoReturn, Optional, Union
 
 from checkers.traceformat import COORDINATOR, FORMAT, FUNCTIONS, PROBES, VERSION
 
+MAX_NUMBER = 1e300  # the largest magnitude a trace number may have (floats end near 1.8e308)
 STDERR_TAIL = 3  # last stderr lines kept per process, for no-crash explanations
 DEFAULT_TOLERANCE = 1.0
 DEFAULT_LATENCY_BOUND = 1.0
@@ -184,9 +185,28 @@ class Trace:
 
 def _number(value: object) -> Optional[float]:
     """`value` as a float if it is a finite int or float (not a bool), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    if isinstance(value, int) and not -MAX_NUMBER < value < MAX_NUMBER:
+        return None  # beyond what a float holds (JSON integers are unbounded)
+    return float(value) if math.isfinite(value) else None
+
+
+def _op_id(value: object) -> bool:
+    """Op ids are integers (of at most 18 digits) or short strings."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return -(10**18) < value < 10**18
+    return isinstance(value, str) and 0 < len(value) <= 100
+
+
+def _shown(value: object) -> str:
+    """`value` as an error message quotes it: its repr, at most 60 characters."""
+    if isinstance(value, int) and not -MAX_NUMBER < value < MAX_NUMBER:
+        return "a number too large"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _ident(value: Any) -> Optional[str]:
@@ -207,7 +227,7 @@ def _param(header: dict, key: str, err: Callable[[str], NoReturn]) -> Optional[f
         return None
     number = _number(value)
     if number is None or number < 0:
-        err(f"header field {key}: must be a non-negative number, got {value!r}")
+        err(f"header field {key}: must be a non-negative number, got {_shown(value)}")
     return number
 
 
@@ -262,19 +282,21 @@ class _Reader:
     def take_header(self, obj: dict) -> None:
         if obj.get("type") != "header":
             self.error(
-                f'first line must be the header (type "header"), got type {obj.get("type")!r}'
+                f'first line must be the header (type "header"), got type {_shown(obj.get("type"))}'
             )
         if obj.get("format") != FORMAT:
-            self.error(f'header format must be "{FORMAT}", got {obj.get("format")!r}')
+            self.error(f'header format must be "{FORMAT}", got {_shown(obj.get("format"))}')
         version = obj.get("version")
         if version != VERSION or isinstance(version, bool):
-            self.error(f"unknown trace version {version!r} (this checker reads version 1)")
+            self.error(f"unknown trace version {_shown(version)} (this checker reads version 1)")
         td = obj.get("td")
         if "td" not in obj:
             self.error("header field td is missing")
         seconds = _number(td)
         if seconds is None or seconds < 0:
-            self.error(f"header field td: must be a non-negative number of seconds, got {td!r}")
+            self.error(
+                f"header field td: must be a non-negative number of seconds, got {_shown(td)}"
+            )
         participants = obj.get("participants", [])
         if not isinstance(participants, list) or any(_ident(p) is None for p in participants):
             self.error("header field participants: must be a list of participant ids")
@@ -287,11 +309,14 @@ class _Reader:
         kind = obj.get("type")
         if not isinstance(kind, str):
             self.error("event without type")
+        kind = kind[:40]
         if kind == "header":
             self.error("second header")
         t = obj.get("t")
-        if type(t) is not int and not (type(t) is float and math.isfinite(t)):
-            self.error(f"{kind} event without numeric t")
+        if type(t) is not float:
+            t = _number(t) if type(t) is int else None
+        if t is None or not math.isfinite(t):
+            self.error(f"{kind} event without numeric t (a finite number of seconds)")
         if t < self.last_t:
             self.error(f"t {t} decreases (previous event at t {self.last_t})")
         if self.end is not None:
@@ -304,7 +329,7 @@ class _Reader:
 
     def on_invoke(self, obj: dict, t: float) -> None:
         op = obj.get("op")
-        if not isinstance(op, (int, str)) or isinstance(op, bool):
+        if not _op_id(op):
             self.error("invoke without op id")
         participant = _ident(obj.get("participant"))
         if participant is None:
@@ -314,7 +339,7 @@ class _Reader:
             self.error(f"invoke of op {op} without f")
         if f not in FUNCTIONS:
             self.error(
-                f"invoke of op {op}: unknown f {f!r} (expected one of {', '.join(FUNCTIONS)})"
+                f"invoke of op {op}: unknown f {_shown(f)} (expected one of {', '.join(FUNCTIONS)})"
             )
         if op in self.ops:
             self.error(f"duplicate op id {op} (first invoked on line {self.ops[op][6]})")
@@ -340,7 +365,7 @@ class _Reader:
     def on_completion(self, obj: dict, t: float) -> None:
         kind = obj["type"]
         op = obj.get("op")
-        if not isinstance(op, (int, str)) or isinstance(op, bool):
+        if not _op_id(op):
             self.error(f"{kind} without op id")
         rec = self.ops.get(op)
         if rec is None:
@@ -434,7 +459,7 @@ class _Reader:
     def finish(self) -> Trace:
         header = self.header
         if header is None:
-            raise TraceError(self.path, None, "empty file (no header line)")
+            raise TraceError(self.path, 1, "empty file (no header line)")
         ops = tuple(_op(r) for r in self.ops.values())
         names = [_ident(p) for p in header.get("participants", [])]
         scenario, boundary = _scenario(header)
@@ -504,32 +529,68 @@ def _parse(path: str, lineno: int, raw: str, text: str) -> Any:
         obj, end = _SCAN(text, 0)
         if end == len(text):
             return obj
-    except (StopIteration, ValueError):
+    except (StopIteration, ValueError, RecursionError):
         pass
     try:
         return json.loads(raw)
+    except RecursionError:
+        raise TraceError(path, lineno, "bad JSON: nested too deeply") from None
     except ValueError as e:
         msg = getattr(e, "msg", str(e))
+        if "integer string conversion" in msg:  # Python's int() digit limit
+            raise TraceError(path, lineno, "bad JSON: a number of more than 4300 digits") from None
         col = getattr(e, "colno", None)
-        where = f" at column {col}" if col is not None else ""
+        where = (
+            "" if col is None else f" column {col}" if msg.endswith(" at") else f" at column {col}"
+        )
         raise TraceError(path, lineno, f"bad JSON: {msg}{where}") from None
 
 
-def read_lines(lines: Iterable[Union[str, bytes]], name: str = "<trace>") -> Trace:
-    """Parse and validate an iterable of JSON lines (str or bytes); blank lines are skipped."""
+_Line = Union[str, bytes]
+
+
+def read_lines(lines: Iterable[_Line], name: str = "<trace>") -> Trace:
+    """Parse and validate an iterable of JSON lines (str or bytes); blank lines are skipped.
+    A last line of bytes without its newline that does not parse was cut off while being
+    written: the trace is read as truncated there."""
     reader = _Reader(name)
     feed = reader.feed
-    for lineno, raw in enumerate(lines, start=1):
+    for lineno, raw, last in _with_last(lines):
+        cut = isinstance(raw, bytes) and not raw.endswith(b"\n")  # file lines end in newlines
         if isinstance(raw, bytes):
+            data = raw
             try:
-                raw = raw.decode("utf-8")
+                raw = data.decode("utf-8")
             except UnicodeDecodeError as e:
+                if last and cut:
+                    break  # a last line cut off while being written: the trace is truncated
                 reason = f"not UTF-8 (byte {e.start + 1} of the line)"
                 raise TraceError(name, lineno, reason) from None
         text = raw.strip()
-        if text:
-            feed(lineno, _parse(name, lineno, raw, text))
+        if not text:
+            continue
+        try:
+            obj = _parse(name, lineno, raw, text)
+        except TraceError:
+            if last and cut and lineno > 1:
+                break  # a last line cut off while being written: the trace is truncated
+            raise
+        feed(lineno, obj)
     return reader.finish()
+
+
+def _with_last(lines: Iterable[_Line]) -> Iterator[tuple[int, _Line, bool]]:
+    """(line number, line, whether it is the last one) of `lines`."""
+    it = iter(lines)
+    try:
+        current = next(it)
+    except StopIteration:
+        return
+    lineno = 1
+    for following in it:
+        yield lineno, current, False
+        current, lineno = following, lineno + 1
+    yield lineno, current, True
 
 
 def _binary_lines(path: str) -> Iterator[bytes]:

@@ -108,7 +108,9 @@ def test_line_numbers_count_blank_lines(tmp_path: Path) -> None:
     path.write_text(json.dumps(HEADER) + "\n\n   \n" + '{"type": "noise"}\n')
     with pytest.raises(TraceError) as info:
         check_path(path)
-    assert str(info.value) == f"{path}:4: noise event without numeric t"
+    assert (
+        str(info.value) == f"{path}:4: noise event without numeric t (a finite number of seconds)"
+    )
 
 
 def test_non_utf8_line(tmp_path: Path) -> None:
@@ -126,8 +128,8 @@ def test_empty_file(tmp_path: Path) -> None:
     path.write_bytes(b"")
     with pytest.raises(TraceError) as info:
         check_path(path)
-    assert info.value.line is None
-    assert str(info.value) == f"{path}: empty file (no header line)"
+    assert info.value.line == 1
+    assert str(info.value) == f"{path}:1: empty file (no header line)"
     path.write_text("\n\n")
     with pytest.raises(TraceError, match="empty file"):
         check_path(path)
@@ -242,3 +244,45 @@ def test_large_trace_is_judged_in_full(tmp_path: Path) -> None:
 def test_td_zero_is_a_valid_header() -> None:
     """td = 0 (no persistence at all) is a legal coordinator config, so a legal trace too."""
     assert check_lines(lines(REG, REG_OK, header={**HEADER, "td": 0})).verdict == "pass"
+
+
+# -- hostile input found by mutating traces (issue: bad input never crashes anything) --
+
+
+@pytest.mark.parametrize(
+    ("raw", "line", "reason"),
+    [
+        (lines('{"type": "noise", "t": 1, "x": ' + "[" * 5000 + "]" * 5000 + "}"), 2, "nested"),
+        (lines('{"type": "noise", "t": 1e400}'), 2, "noise event without numeric t"),
+        (lines('{"type": "noise", "t": ' + "9" * 400 + "}"), 2, "without numeric t"),
+        (lines('{"type": "noise", "t": ' + "9" * 5000 + "}"), 2, "4300 digits"),
+        (['{"type": "header", "format": "pams-trace", "version": 1, "td": 1e400}'], 1, "got inf"),
+        (
+            ['{"type":"header","format":"pams-trace","version":1,"td":' + "9" * 5000 + "}"],
+            1,
+            "4300 digits",
+        ),
+        (lines({**REG, "op": 10**30}), 2, "invoke without op id"),
+        (lines({**REG, "f": "x" * 10_000}), 2, "unknown f 'xxxxx"),
+        (
+            lines('{"type": "ok", "t": 0.2, "o'),
+            2,
+            "bad JSON: Unterminated string starting at column",
+        ),
+    ],
+)
+def test_hostile_values_are_one_line_errors(raw: list[str], line: int, reason: str) -> None:
+    e = error_of(raw)
+    assert e.line == line and reason in e.reason, str(e)
+    assert len(str(e)) < 300 and "\n" not in str(e)
+
+
+def test_a_last_line_cut_in_half_makes_a_truncated_trace(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jsonl"
+    body = "\n".join(lines(REG, REG_OK)) + '\n{"type": "invoke", "t": 0.5, "op": 2, "partic'
+    path.write_text(body)
+    verdict = check_path(path)
+    assert verdict.truncated and verdict.passed
+    path.write_text(body + "\n")  # a complete bad line is still an error
+    with pytest.raises(TraceError, match=":4: bad JSON"):
+        check_path(path)
