@@ -622,7 +622,9 @@ def load_adapter(ref: str) -> Adapter:
     problems = _problems(raw) or _consistency(raw)
     if problems:
         key, reason = problems[0]
-        raise AdapterError(f"{path}: {key}: {reason}")
+        more = "; ".join(f"{k}: {r}" for k, r in problems[1:])
+        also = f" (and {len(problems) - 1} more: {more})" if more else ""
+        raise AdapterError(f"{path}: {key}: {reason}{also}")
     return _adapter(path, raw)
 
 

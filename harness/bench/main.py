@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from harness.bench import tracegen
+from harness.exits import EXIT_ERROR
+from harness.scenarios.registry import PROFILES
 
 TARGET_SECONDS = 20.0
 TARGET_BYTES = 1 << 30
@@ -137,18 +139,23 @@ def bench_grade(argv: list[str], prog: str) -> int:
     """Wall time of a profile's battery (default: basic against the reference, -j cores)."""
     p = argparse.ArgumentParser(prog=f"{prog} grade", description=bench_grade.__doc__)
     p.add_argument("--impl", default="reference", help="adapter (default reference)")
-    p.add_argument("--profile", default="basic", help="profile (default basic)")
+    p.add_argument("--profile", default="basic", choices=list(PROFILES), help="default basic")
     p.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
     args = p.parse_args(argv)
-    from harness.adapters.adapter import load_adapter
+    from harness.adapters.adapter import AdapterError, load_adapter
     from harness.reports.grade import exit_status, run_battery, score
     from harness.scenarios.registry import profile
 
+    try:
+        adapter = load_adapter(args.impl)
+    except AdapterError as e:
+        print(f"{prog} grade: {e}", file=sys.stderr)
+        return EXIT_ERROR
     names = list(profile(args.profile))
     with tempfile.TemporaryDirectory(prefix="pams-bench-grade-") as tmp:
         start = time.perf_counter()
-        outcomes = run_battery(load_adapter(args.impl), names, Path(tmp), args.jobs)
+        outcomes = run_battery(adapter, names, Path(tmp), args.jobs)
         wall = time.perf_counter() - start
     passed, total = score(outcomes)
     fig = {
@@ -184,6 +191,9 @@ def parser(prog: str = "python -m harness.bench.main") -> argparse.ArgumentParse
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("checkers", help="generate a correct trace and time the checker on it")
+    # proxy and grade parse their own options (see main); listed here so --help names them
+    sub.add_parser("proxy", help="the recording proxy's overhead per op (proxy --help)")
+    sub.add_parser("grade", help="wall time of a profile's battery (grade --help)")
     c.add_argument("--events", type=_positive, default=1_000_000, help="default 1,000,000")
     c.add_argument("--participants", type=_positive, default=10, help="default 10")
     c.add_argument("--seed", type=int, default=1, help="default 1")
@@ -215,7 +225,7 @@ def main(argv: Optional[list[str]] = None, prog: str = "python -m harness.bench.
         fig = bench_checkers(args)
     except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
         print(f"pams bench: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     print(json.dumps(fig) if args.json else render(fig))
     return 0 if fig["verdict"] == "pass" else 1
 

@@ -59,6 +59,12 @@ def pytest_collection_modifyitems(session: Any, config: Any, items: list) -> Non
     unknown = [n for n in names if n not in REGISTRY]
     if unknown:
         raise pytest.UsageError(f"--pams-scenario: unknown scenario(s): {', '.join(unknown)}")
+    from harness.adapters.adapter import AdapterError, load_adapter
+
+    try:
+        load_adapter(impl)  # a wrong path or a typo: one line now, not a traceback per item
+    except AdapterError as e:
+        raise pytest.UsageError(f"--pams-impl: {e}") from None
     items.extend(PamsItem.from_parent(session, name=f"pams::{n}", scenario=n) for n in names)
 
 

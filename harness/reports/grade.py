@@ -46,7 +46,8 @@ def run_battery(
     done: dict[str, Outcome] = {}
     if not quiet:
         print(
-            f"grading {adapter.name}: {len(names)} scenarios, {jobs} at a time, traces in {out}",
+            f"grading {adapter.name}: {plural(len(names), 'scenario')}, {jobs} at a time, "
+            f"traces in {out}",
             file=sys.stderr,
             flush=True,
         )
@@ -121,6 +122,11 @@ def report(outcomes: list[Outcome], impl: str, selection: str, out: Path) -> str
         )
     lines.append(f"traces: {out}")
     return "\n".join(lines)
+
+
+def plural(n: int, word: str) -> str:
+    """E.g. "1 scenario", "2 scenarios"."""
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def score(outcomes: list[Outcome]) -> tuple[int, int]:

@@ -842,4 +842,11 @@ def _start_failure(target: str, argv: list[str], cwd: Path, exc: OSError) -> str
     reason = exc.strerror or str(exc)
     if exc.filename is not None and str(exc.filename) == str(cwd) and str(cwd) != argv[0]:
         return f"{target}: cannot start '{argv[0]}': working directory {cwd}: {reason}"
-    return f"{target}: cannot start '{argv[0]}': {reason}"
+    hint = ""
+    if isinstance(exc, FileNotFoundError) and not Path(argv[0]).is_absolute() and "/" in argv[0]:
+        hint = (
+            f" (each process runs in its own directory, {cwd}: write the program's path as "
+            f"{{workdir}}/{argv[0].removeprefix('./')}"
+            " in the adapter)"
+        )
+    return f"{target}: cannot start '{argv[0]}': {reason}{hint}"

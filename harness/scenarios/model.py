@@ -432,7 +432,9 @@ def _step_time(raw: dict, prev: float, where: str, f: str) -> float:
         raise ScenarioError(f"{where}: {f}: give either at or after, not both")
     if "after" in raw:
         return prev + _as_float(raw["after"], where, f + ".after")
-    return _as_float(raw.get("at", prev), where, f + ".at")
+    if "at" not in raw:
+        raise ScenarioError(f"{where}: {f}: give its time: at (seconds after the start) or after")
+    return _as_float(raw["at"], where, f + ".at")
 
 
 def _no_unknown(data: dict, known: set[str], where: str, prefix: str) -> None:

@@ -441,7 +441,8 @@ def test_each_mistake_is_one_line_naming_file_and_key(
 ) -> None:
     path = write(tmp_path, text)
     expected = reason.replace("{tmp}", str(tmp_path.resolve()))
-    assert load_error(path) == f"{path}: {key}: {expected}"
+    first = load_error(path).split(" (and ")[0]  # the first mistake; any others follow it
+    assert first == f"{path}: {key}: {expected}"
 
 
 def test_the_available_placeholder_table_covers_every_templated_field() -> None:
@@ -806,3 +807,12 @@ def test_java_example_builds_and_starts_a_real_java_program(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Participant 1 1|p1.log|127.0.0.1:4100\n"
+
+
+def test_every_mistake_of_a_file_is_reported_on_one_line(tmp_path: Path) -> None:
+    bad = MINIMAL + "[commands]\nregistr = 'x'\nmin_gap = -1\n"
+    with pytest.raises(AdapterError) as info:
+        load_adapter(str(write(tmp_path, bad)))
+    text = str(info.value)
+    assert "\n" not in text
+    assert "commands.registr: unknown key" in text and "(and 1 more: commands.min_gap:" in text

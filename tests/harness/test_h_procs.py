@@ -647,3 +647,12 @@ def test_a_harness_dying_of_an_uncaught_exception_still_kills_its_processes(
     assert harness.returncode == 1 and "RuntimeError: harness bug" in harness.stderr
     assert survivors(run_id) == []
     assert gone(int((tmp_path / "s.pid").read_text()))
+
+
+def test_a_relative_program_that_is_not_found_suggests_workdir(tmp_path: Path) -> None:
+    from harness.running.procs import _start_failure
+
+    error = FileNotFoundError(2, "No such file or directory")
+    text = _start_failure("coordinator", ["./coordinator", "c.conf"], tmp_path, error)
+    assert "cannot start './coordinator': No such file or directory" in text
+    assert "{workdir}/coordinator" in text and "\n" not in text

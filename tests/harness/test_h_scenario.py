@@ -586,3 +586,10 @@ def test_pams_scenarios_show_unknown_is_exit_2_one_line(capsys: pytest.CaptureFi
     assert main(["scenarios", "--show", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "nope" in err
+
+
+def test_a_step_without_a_time_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.toml"
+    path.write_text('[[steps]]\ntarget = "1"\ndo = "register"\n')
+    with pytest.raises(ScenarioError, match=r"steps\[0\]: give its time: at .* or after"):
+        load_scenario(path)
