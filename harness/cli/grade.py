@@ -66,11 +66,15 @@ def cmd_grade(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
         if args.jobs < 1:
             raise ValueError("-j must be at least 1")
+        for option, path in (("--junit", args.junit), ("--gradescope", args.gradescope)):
+            writable_file(option, path)
         out = output_dir(args.output)
     except (AdapterError, ValueError) as e:
         print(f"pams grade: {e}", file=sys.stderr)
         return EXIT_ERROR
     try:
+        if adapter.build and not args.quiet:
+            print(f"building {adapter.name}: {' '.join(adapter.build)} ...", file=sys.stderr)
         adapters.build(adapter)
     except adapters.BuildError as e:
         print(f"pams grade: cannot run the implementation: {e}", file=sys.stderr)
@@ -88,6 +92,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
     print(report(outcomes, adapter.name, selection, out))
     write_reports(outcomes, args.junit, args.gradescope, adapter.name)
     return exit_status(outcomes)
+
+
+def writable_file(option: str, path: Optional[Path]) -> None:
+    """ValueError naming `option` when a report could not be written to `path` (checked
+    before any run, so a typo does not cost a whole battery)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ValueError(f"{option} {path}: is a directory (give a file name)")
+    parent = path.parent if str(path.parent) else Path(".")
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"{option} {path}: {parent} is not a directory")
 
 
 def output_dir(output: Optional[Path]) -> Path:

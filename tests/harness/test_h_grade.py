@@ -217,3 +217,16 @@ def test_pytest_plugin_passes_the_reference_and_fails_a_mutant_under_xdist(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "no-post-deregister" in done.stdout
     assert str(tmp_path / "mut" / "deregister-reregister" / "trace.jsonl") in done.stdout
+
+
+@pytest.mark.timeout(60)
+def test_a_report_path_that_cannot_be_written_is_refused_before_any_run(tmp_path: Path) -> None:
+    done = pams(
+        "grade", "--impl", "reference", "--junit", str(tmp_path), "-o", str(tmp_path / "runs"),
+        cwd=tmp_path, timeout=30,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip() == f"pams grade: --junit {tmp_path}: is a directory (give a file name)"
+    )
+    assert not (tmp_path / "runs").exists()
