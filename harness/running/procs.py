@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import psutil
 
@@ -38,6 +38,7 @@ ExitCallback = Callable[[str, int], None]
 
 RUN_ID_VAR = "PAMS_RUN_ID"  # marks every process of a run (inherited by its descendants)
 MARKER_VAR = "PAMS_SUPERVISOR"  # unique per Supervisor: what teardown matches on
+FILE_CAP = 16 * 1024 * 1024  # bytes of each stream kept as a plain file per process
 MAX_LINE = 2000  # bytes per recorded line; longer runs without a newline are cut into pieces
 READ_CHUNK = 65536
 POLL = 0.01  # seconds between checks of a waited-for condition
@@ -286,6 +287,38 @@ def deadline_left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
 
 
+class OutputFile:
+    """A process's stdout or stderr as a plain file beside its config (appended to across
+    restarts), at most FILE_CAP bytes; a line says where it was cut."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self._file: Optional[Any] = None
+        with contextlib.suppress(OSError):
+            self._file = open(path, "ab")  # noqa: SIM115 - closed by close()
+
+    def write(self, line: bytes) -> None:
+        if self._file is None:
+            return
+        try:
+            if self.size + len(line) + 1 > FILE_CAP:
+                self._file.write(b"[pams: output cut here, at %d bytes]\n" % self.size)
+                self.close()
+                return
+            self._file.write(line + b"\n")
+            self._file.flush()
+            self.size += len(line) + 1
+        except OSError:
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+
 class Child:
     """One started program, leader of its own process group (pgid == pid), with its I/O threads.
 
@@ -306,9 +339,11 @@ class Child:
         on_line: Optional[LineCallback],
         on_exit: Optional[ExitCallback],
         prompt: Optional[re.Pattern[str]] = None,
+        output_dir: Optional[Path] = None,
     ) -> None:
         self.target = target
         self._prompt = prompt
+        self._output_dir = output_dir
         self.pid = popen.pid
         self._popen = popen
         self._emit = emit
@@ -448,6 +483,7 @@ class Child:
         prompt = self._prompt if stream == "stdout" else None
         splitter, count, poller = LineSplitter(prompt=prompt), 0, select.poll()
         poller.register(fd, select.POLLIN)
+        copy = OutputFile(self._output_dir / f"{stream}.txt") if self._output_dir else None
         try:
             while not self._io_stop.is_set():
                 data = _read_some(poller, fd)
@@ -457,10 +493,14 @@ class Child:
                 for raw in lines:
                     count += 1
                     self._deliver(stream, raw, count)
+                    if copy is not None:
+                        copy.write(raw)
                 if not data:
                     return
         finally:
             os.close(fd)
+            if copy is not None:
+                copy.close()
 
     def _deliver(self, stream: str, raw: bytes, count: int) -> None:
         recorded, clean = decode_line(raw)
@@ -644,7 +684,9 @@ class Supervisor:
             raise StartError(f"{target}: cannot start: empty command")
         full_env = {**os.environ, **env, RUN_ID_VAR: self.run_id, MARKER_VAR: self.marker}
         popen, fds = _spawn(target, argv, cwd, full_env, stdin)
-        child = Child(target, popen, fds, self._emit, self._cap, on_line, self._on_exit, prompt)
+        child = Child(
+            target, popen, fds, self._emit, self._cap, on_line, self._on_exit, prompt, cwd
+        )
         self._children.append(child)  # from here on, close() kills it whatever happens next
         try:
             self._emit(tf.process(target, "start", pid=popen.pid))

@@ -223,6 +223,15 @@ def test_run_builtin_scenario_passes_and_keeps_everything(tmp_path: Path) -> Non
         assert sent[-1] in owed(evs, p)
     targets = {e["target"] for e in of_type(evs, "output")}
     assert {"coordinator", "1", "2", "3"} <= targets
+    for target in ("coordinator", "p1", "p2", "p3"):  # each process's output as plain files
+        recorded = [
+            e["line"]
+            for e in of_type(evs, "output")
+            if f"p{e['target']}" == target or e["target"] == target
+            if e["stream"] == "stderr"
+        ]
+        assert (out / target / "stderr.txt").read_text().splitlines() == recorded, target
+    assert "ok register" in (out / "p1" / "stdout.txt").read_text()
     assert any("ok register" in e["line"] for e in of_type(evs, "output"))
     assert nothing_left(header["run_id"], out) == []
 
