@@ -171,3 +171,32 @@ def test_cli_log_is_relative_to_the_working_directory_and_eof_exits_0(tmp_path: 
     result = _run_participant([str(tmp_path / "p.conf")], tmp_path)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert (tmp_path / "my.log").exists()
+
+
+# --- regressions (issue 12): every number is read by the one bounded ASCII parser ---------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ("9" * 5000 + "\n3\n", ":1:", "port must be an integer 1-65535, got '9999"),  # int() raised
+        ("5000\n\u0661\u0662\n", ":2:", "td must be a non-negative number"),  # float() read 12
+        ("5000\n\uff13\n", ":2:", "td must be a non-negative number"),  # fullwidth 3
+        ("5000\n1_0\n", ":2:", "td must be a non-negative number"),
+        ("5000\n" + "1" * 5000 + "\n", ":2:", "..."),
+    ],
+)
+def test_config_numbers_are_bounded_ascii(tmp_path: Path, text: str, where: str, what: str) -> None:
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_coordinator_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}{where}") and what in message
+    assert len(message) < len(str(path)) + 120
+
+
+@pytest.mark.parametrize("port", ["9" * 5000, "\u0661\u0662\u0663\u0664\u0665", "\u00b2"])
+def test_participant_config_port_is_bounded_ascii(tmp_path: Path, port: str) -> None:
+    path = _write(tmp_path, f"1\nlog\nh {port}\n")
+    with pytest.raises(ConfigError, match="port must be an integer 1-65535"):
+        load_participant_config(path)

@@ -452,3 +452,37 @@ def test_paused_thread_b_does_not_delay_the_others(
     wait_until(lambda: healthy.texts()[-1:] == ["small"], WAIT, "a small message after")
     assert time.monotonic() - sent_at < 3.0  # a margin for a loaded machine; blocked = never
     assert alive(coordinator)
+
+
+# --- regressions (issue 12): numbers over int()'s 4,300-digit limit -----------------------------
+
+
+@pytest.mark.timeout(30)
+def test_huge_numbers_are_refused_without_a_traceback(procs: ProcessGroup, tmp_path: Path) -> None:
+    coordinator, port = start_coordinator(procs, tmp_path, 3)
+    huge = "9" * 5000
+    reply = err(port, f"REGISTER 1 127.0.0.1 {huge}")  # int() raised: no reply, a traceback
+    assert reply == f"ERR bad port {'9' * 40!r}...: must be an integer 1-65535"
+    assert err(port, f"RECONNECT 1 127.0.0.1 {huge}").startswith("ERR bad port '9999")
+
+    thread_b = socket.create_server(("127.0.0.1", 0))
+    with thread_b:
+        assert ok(port, f"REGISTER 1 127.0.0.1 {thread_b.getsockname()[1]}") == "OK"
+        thread_b.settimeout(WAIT)
+        conn, _ = thread_b.accept()
+    with conn:
+        conn.settimeout(WAIT)
+        assert ok(port, "MSEND 1 one") == "OK 1"
+        assert conn.recv(4096) == b"MSG 1 1 one\n"
+        conn.sendall(f"ACK {huge}\nACK {2**63}\nACK 1\n".encode())  # int() raised on the first
+        assert ok(port, "MSEND 1 two") == "OK 2"
+        assert conn.recv(4096) == b"MSG 2 1 two\n"
+        conn.sendall(b"ACK 2\n")
+        assert ok(port, "DISCONNECT 1") == "OK"
+        assert read_to_eof(conn) == b""  # nothing was left unacknowledged to resend
+    wait_until(lambda: log_text(tmp_path).count("ignored line") == 2, WAIT, "the ignored acks")
+    assert alive(coordinator)
+    log = log_text(tmp_path)
+    assert "Traceback" not in log and "Fatal error" not in log, log[-3000:]
+    assert "channel to 1: ignored line b'ACK 9999" in log
+    assert "broke" not in log

@@ -511,3 +511,79 @@ def test_lost_register_reply_keeps_listening_in_case_the_coordinator_acted(
     assert participant.command("disconnect") == "ok disconnect"  # unknown state: coordinator judges
     assert port_bindable(port)
     channel.close()
+
+
+# --- regressions (issue 12): numbers, long words and oversized sequence numbers -----------------
+
+
+@pytest.mark.parametrize(
+    "port",
+    [
+        "\u00b2",  # str.isdigit() is True and int() raised ValueError: the process died
+        "\u0661\u0662\u0663\u0664\u0665",  # Arabic-Indic digits: int() made it port 12345
+        "9" * 5000,  # over int()'s 4,300-digit limit
+    ],
+)
+def test_parse_command_takes_ascii_digit_ports_only(port: str) -> None:
+    for verb in ("register", "reconnect"):
+        reply = parse_command(f"{verb} {port}")
+        assert isinstance(reply, Reply), reply
+        assert reply.line.startswith(f"error {verb}: port must be an integer 1-65535, got ")
+        assert len(reply.line) < 120
+
+
+def test_unknown_huge_word_is_quoted_by_a_short_prefix() -> None:
+    reply = parse_command("x" * 10_000_000)
+    assert reply == Reply(f"error: unknown command {'x' * 40!r}...")
+    reply = parse_command("register " + "y" * 10_000_000)
+    assert isinstance(reply, Reply) and len(reply.line) < 120 and reply.line.endswith("...")
+
+
+def test_take_deliveries_refuses_oversized_sequence_numbers() -> None:
+    lines = b"MSG " + b"9" * 5000 + b" x y\nMSG 1" + b"0" * 30 + b" x big\nMSG 1 2 one\n"
+    batch = take_deliveries(lines, 0)
+    assert len(batch.bad_lines) == 2
+    assert (batch.to_log, batch.ack, batch.last_seq) == (b"one\n", 1, 1)
+    batch = take_deliveries(b"MSG %d 2 edge\nMSG 2 2 two\n" % 2**63, batch.last_seq)
+    assert (batch.to_log, batch.ack, batch.last_seq) == (b"two\n", 2, 2)
+
+
+@pytest.mark.timeout(30)
+def test_unicode_digit_ports_get_an_error_and_the_process_lives(
+    participant: ParticipantDriver, fake: FakeCoordinator
+) -> None:
+    for port in ("\u00b2", "\u0661\u0662\u0663\u0664\u0665", "9" * 5000):
+        reply = participant.command(f"register {port}")
+        assert reply.startswith("error register: port must be an integer 1-65535, got "), reply
+    assert participant.command("quit") == "ok quit"
+    assert participant.wait_exit() == 0
+    assert fake.requests == []
+
+
+@pytest.mark.timeout(30)
+def test_a_10mb_unknown_word_gets_a_short_error_line(
+    participant: ParticipantDriver, fake: FakeCoordinator
+) -> None:
+    reply = participant.command("z" * 10_000_000, timeout=20)
+    assert reply == f"error: unknown command {'z' * 40!r}..."
+    assert participant.command("quit") == "ok quit"
+
+
+@pytest.mark.timeout(30)
+def test_thread_b_survives_malformed_and_oversized_sequence_numbers(
+    participant: ParticipantDriver,
+) -> None:
+    port = free_port()
+    participant.ok(f"register {port}")
+    channel = Channel(port)
+    channel.send("MSG " + "9" * 5000 + " x y", "MSG 1 2 one")  # 5000 digits killed thread-B
+    assert channel.ack_until(1)[-1] == "ACK 1"
+    channel.send("MSG 1" + "0" * 30 + " 2 huge", "MSG 2 2 two")  # 10**30 hid every later message
+    assert channel.ack_until(2)[-1] == "ACK 2"
+    channel.send(f"MSG {2**63} 2 over", "MSG 3 2 three")
+    assert channel.ack_until(3)[-1] == "ACK 3"
+    participant.wait_log(["one", "two", "three"])
+    stderr = participant.stderr()
+    assert stderr.count("participant: ignored malformed delivery line") == 3, stderr
+    assert "Traceback" not in stderr
+    channel.close()
