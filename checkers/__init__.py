@@ -1,4 +1,4 @@
-"""Checkers: pure functions from a pams trace (format v1) to an explained verdict (SPEC §6).
+"""Checkers: pure functions from a pams trace (format v1) to an explained verdict (docs/rules.md).
 
 `check_path` / `check_lines` read and validate a trace (raising `TraceError` on malformed
 input) and return a `Verdict`. Parameters: keyword > trace header > defaults (1.0 s each).

@@ -1,4 +1,4 @@
-"""Delivery-order report (SPEC §6: reported, never a violation): FIFO per sender and
+"""Delivery-order report (docs/rules.md: reported, never a violation): FIFO per sender and
 total order across participants, judged on each participant's first delivery of each message.
 """
 

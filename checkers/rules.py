@@ -1,4 +1,4 @@
-"""The eight rules of SPEC §6 as pure functions from a parsed trace to violations.
+"""The eight rules of docs/rules.md as pure functions from a parsed trace to violations.
 
 Interpretation (documented in the README too):
 - A message m is a non-failed msend with window [s0, s1] (s1 = trace end when it never

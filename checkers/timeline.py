@@ -1,5 +1,5 @@
 """Per-participant membership timelines: the set of states a participant may have been in
-during a time window, derived from its ops (SPEC §6).
+during a time window, derived from its ops (docs/rules.md).
 
 Model: register out→online, disconnect online→offline, reconnect offline→online,
 deregister any→out; an op that does not fit the state leaves it unchanged. A failed op did

@@ -1,10 +1,10 @@
-"""Streaming reader and validator for trace format v1 (SPEC §5).
+"""Streaming reader and validator for trace format v1 (docs/trace-format.md).
 
 It reads one line at a time, rejects malformed input with a `TraceError` naming the file,
 line and reason, and keeps only what the rules need (ops, deliveries, port probes, faults).
 A `fault` event needs a string `fault` and a `target` (a participant id or "coordinator");
 one whose target is neither "coordinator" nor named in the header's non-empty
-`participants` list is ignored, like any unknown data (SPEC §5).
+`participants` list is ignored, like any unknown data (docs/trace-format.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Verdict data: violations, per-rule results, the human summary and the JSON of SPEC §6."""
+"""Verdict data: violations, per-rule results, the human summary and the JSON of docs/rules.md."""
 
 from __future__ import annotations
 
@@ -88,7 +88,7 @@ class Verdict:
         return self.verdict == "pass"
 
     def as_json(self) -> dict[str, Any]:
-        """SPEC §6 verdict JSON plus context keys (trace, td, tolerance, boundary, order…)."""
+        """docs/rules.md verdict JSON plus context keys (trace, td, tolerance, boundary, order…)."""
         return {
             "trace": self.name,
             "verdict": self.verdict,

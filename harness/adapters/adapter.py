@@ -1,5 +1,5 @@
-"""Adapter files (SPEC §4): load and validate the TOML that tells the harness how to build and
-run one implementation, render its placeholders, and run its `build` command once.
+"""Adapter files (docs/adapter.md): load and validate the TOML that tells the harness how to
+build and run one implementation, render its placeholders, and run its `build` command once.
 
 Every problem with an adapter file is an `AdapterError` whose str is one line,
 `PATH: KEY: reason` (KEY dotted, e.g. `participant.cmd[1]`, `commands.msend`).
@@ -70,7 +70,7 @@ PLACEHOLDERS: dict[str, frozenset[str]] = {
     "commands.deregister": _PARTICIPANT,
     "commands.disconnect": _PARTICIPANT,
 }
-"""Placeholders that have a value in each templated field (SPEC §4). `{port}` is the
+"""Placeholders that have a value in each templated field (docs/adapter.md). `{port}` is the
 coordinator's listening port in coordinator fields and thread-B's port in register/reconnect.
 Fields not listed here (`name`, `workdir`, the `commands.*_pattern` regexes) are taken literally.
 `{coordinator_port2}` is the coordinator's second port (`{port2}` in coordinator fields), which

@@ -1,7 +1,8 @@
 """Trace generator: a small model of a correct system that emits trace-format-v1 events.
 
 Pure and deterministic: a schedule of participant actions (or a seeded random stream of them)
-goes in, the header and events a correct coordinator would produce (SPEC §5, §6) come out.
+goes in, the header and events a correct coordinator would produce (docs/trace-format.md,
+docs/rules.md) come out.
 No sockets, no clocks, no checker import; events stream out in time order, so a trace of any
 length is written without holding it in memory. Besides `ok` ops the model knows ops that
 failed (no effect), ops whose outcome the harness never learned (`info`, or no completion),

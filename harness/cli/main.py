@@ -41,7 +41,7 @@ def add_check(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "check",
         help="check recorded traces offline",
-        description="Judge recorded traces (format v1) against the rules of SPEC §6.",
+        description="Judge recorded traces (format v1) against the rules of docs/rules.md.",
         epilog=CHECK_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

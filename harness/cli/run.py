@@ -1,5 +1,5 @@
 """`pams run`, `pams replay` and `pams scenarios`: one scenario against one implementation,
-a recorded schedule driven again, and the list of built-in scenarios (SPEC §7)."""
+a recorded schedule driven again, and the list of built-in scenarios (docs/cli.md)."""
 
 from __future__ import annotations
 
@@ -124,7 +124,7 @@ def resolve_scenario(ref: str, seed: Optional[int], td: Optional[float]) -> Scen
 
 
 def scenario_of_trace(path: Path) -> Scenario:
-    """The schedule stored in a trace's header (SPEC §5 `scenario`)."""
+    """The schedule stored in a trace's header (docs/trace-format.md `scenario`)."""
     try:
         with open(path, encoding="utf-8") as f:
             first = f.readline()

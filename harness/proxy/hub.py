@@ -1,4 +1,5 @@
-"""Recording TCP proxies, one per participant, in front of the coordinator (SPEC §3, §5).
+"""Recording TCP proxies, one per participant, in front of the coordinator (README "How a run
+works", docs/trace-format.md).
 
 All proxies of a run share one asyncio loop in one daemon thread (`ProxyHub`). Each forwards
 every byte both ways, records it as a `wire` event, reports what happens on the control path

@@ -1,4 +1,5 @@
-"""Clock injection (SPEC §3 `clock_offset`, `clock_step`) with the PyPI libfaketime library.
+"""Clock injection (`clock_offset`, `clock_step`; docs/clock.md) with the PyPI libfaketime
+library.
 
 A `FakeClock` is one process's fake wall clock: a timestamp file holding a relative offset
 that libfaketime re-reads once per real second, so `set_offset` steps the clock of a running

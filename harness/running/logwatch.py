@@ -1,6 +1,6 @@
-"""Deliveries read from participants' log files (SPEC §3): a pure `LogTracker` that turns
-successive whole-file snapshots into `deliver`/`noise`/`log_reset` events, and polling
-threads (`LogWatcher`, `LogWatchers`) that feed it from the real files."""
+"""Deliveries read from participants' log files (README "How a run works"): a pure
+`LogTracker` that turns successive whole-file snapshots into `deliver`/`noise`/`log_reset`
+events, and polling threads (`LogWatcher`, `LogWatchers`) that feed it from the real files."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The trace writer: one JSON object per line, `t` stamped on the harness's monotonic clock
-under a lock so times are non-decreasing across threads (SPEC §5)."""
+under a lock so times are non-decreasing across threads (docs/trace-format.md)."""
 
 from __future__ import annotations
 

@@ -252,7 +252,7 @@ class _Run:
 
     @contextlib.contextmanager
     def _port_lock(self) -> Iterator[None]:
-        """Serialize runs of adapters with a hard-coded coordinator port (SPEC §4)."""
+        """Serialize runs of adapters with a hard-coded coordinator port (docs/adapter.md)."""
         port = self.adapter.coordinator.port
         if not port:
             yield

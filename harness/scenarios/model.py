@@ -117,7 +117,7 @@ class Scenario:
         return replace(self, td=td)
 
     def to_json(self) -> dict[str, Any]:
-        """The concrete schedule as stored in a trace header (SPEC §5 `scenario`)."""
+        """The concrete schedule as stored in a trace header (docs/trace-format.md `scenario`)."""
         data = asdict(self)
         data["participants"] = list(self.participants)
         data["steps"] = [_step_json(s) for s in self.steps]

@@ -1,4 +1,4 @@
-"""The built-in scenarios and profiles (SPEC §7): the one registry that feeds `pams run`,
+"""The built-in scenarios and profiles (docs/cli.md): the one registry that feeds `pams run`,
 `pams scenarios`, `pams grade` and the pytest plugin. Times are seconds after the schedule
 starts; td is 2 s unless a scenario says otherwise (tol 1.0, L 1.0), and schedules keep clear
 of the td ± tol zone except the boundary scenario."""

@@ -1,8 +1,9 @@
 """Property tests of the checkers against the trace generator's model of a correct system.
 
 Correct traces must pass every rule; one injected fault must fail exactly its own rule. The
-injection points are picked with the oracle of tests/harness/test_tracegen.py (from SPEC §6), away
-from every boundary by clear margins, so that the other seven rules have nothing to say.
+injection points are picked with the oracle of tests/harness/test_tracegen.py (from
+docs/rules.md), away from every boundary by clear margins, so that the other rules have
+nothing to say.
 
 Most schedules also hold failed ops, ops of unknown outcome (info, or no completion), noise
 lines and log resets (`MIXED`). A failed op did not happen, so it changes no state. After an
@@ -376,10 +377,11 @@ MESSY_MIX = dict(p_fail=0.1, p_info=0.1, p_noise=0.3, p_log_reset=0.15)
 def test_duplicate_across_a_log_reset_fails_no_duplicate(
     schedule: tg.Schedule, data: st.DataObject
 ) -> None:
-    """A new log generation holds new deliveries (SPEC §3), so a token p already got, found
-    again after p's log reset, is a duplicate, in every possible state of p (info ops or
-    not). The copy lands with the delivery that follows the reset, at p and at its time, which
-    every other rule accepted there (not known offline; not first, so not judged as late)."""
+    """A new log generation holds new deliveries (README "How a run works"), so a token p
+    already got, found again after p's log reset, is a duplicate, in every possible state of p
+    (info ops or not). The copy lands with the delivery that follows the reset, at p and at its
+    time, which every other rule accepted there (not known offline; not first, so not judged
+    as late)."""
     events = generate(schedule)
 
     def across(events: Events, trace: Trace) -> list[tuple[dict[str, Any], float]]:
@@ -509,7 +511,7 @@ UNCERTAIN = [
 
 @pytest.mark.parametrize("f, op_first", UNCERTAIN)
 def test_uncertain_state_accepts_either_outcome(f: str, op_first: bool) -> None:
-    """p2's state at M0000002 is uncertain (its op overlaps the msend): SPEC §6 accepts any
+    """p2's state at M0000002 is uncertain (its op overlaps the msend): docs/rules.md accepts any
     outcome a possible state allows, so both orders of the coordinator's actions pass."""
     events = generate(concurrent_schedule(f, op_first))
     got = deliveries(events, "2", tg.token(2))

@@ -1,4 +1,4 @@
-"""Unit tests of the eight rules (SPEC §6) on small traces built event by event."""
+"""Unit tests of the eight rules (docs/rules.md) on small traces built event by event."""
 
 from __future__ import annotations
 

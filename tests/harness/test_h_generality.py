@@ -126,7 +126,7 @@ def clean_run_problems(outcome: Outcome) -> list[str]:
 
 def _left_soon_after(outcome: Outcome, msend: dict, latency_bound: float = 1.0) -> bool:
     """The sender invoked disconnect/deregister within L of its msend: its own copy may have
-    been in flight and is not owed to it (SPEC §6), so its absence is not unclean."""
+    been in flight and is not owed to it (docs/rules.md), so its absence is not unclean."""
     return any(
         e["participant"] == msend["participant"]
         and e["f"] in ("disconnect", "deregister")

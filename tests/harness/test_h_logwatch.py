@@ -1,4 +1,4 @@
-"""The log watcher: the pure tracker's growth/prefix/generation rules (SPEC §3) on
+"""The log watcher: the pure tracker's growth/prefix/generation rules (README "How a run works") on
 snapshots, a hypothesis property over random chunkings, and the polling watcher on real
 files written by a real writer thread (every token once, latency measured)."""
 

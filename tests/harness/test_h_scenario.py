@@ -1,7 +1,7 @@
 """Scenarios without processes: TOML/JSON files load and every mistake in them is one line
 naming the file and the field; the trace-header form round-trips; the seeded generator is
 deterministic and its schedules are legal per participant and clear of the td ± tol zone;
-the registry covers SPEC §7's profiles and every rule family; `pams scenarios` lists it."""
+the registry covers docs/cli.md's profiles and every rule family; `pams scenarios` lists it."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The trace generator emits well-formed trace-format-v1 traces of a correct system.
 
-Checked against an oracle written here from SPEC §5/§6 (not from the generator's model), which
-the checker property tests reuse to pick fault-injection points.
+Checked against an oracle written here from docs/trace-format.md and docs/rules.md (not from
+the generator's model), which the checker property tests reuse to pick fault-injection points.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ MESSY = dict(p_info=0.1, p_fail=0.1, p_noise=0.2, p_log_reset=0.05)  # every new
 
 @dataclass(frozen=True)
 class Op:
-    """One invoked op: its window [t0, t1] (SPEC §6: an info op's, or one never completed,
+    """One invoked op: its window [t0, t1] (docs/rules.md: an info op's, or one never completed,
     runs to the trace's end), its outcome ("ok", "fail", "info" or "none") and completion
     time (`done`, None when none came)."""
 
@@ -157,7 +157,7 @@ def generate(schedule: tg.Schedule) -> list[dict[str, Any]]:
 
 
 def assert_well_formed(events: list[dict[str, Any]]) -> None:
-    """Format-level invariants of SPEC §5 for a complete generated trace."""
+    """Format-level invariants of docs/trace-format.md for a complete generated trace."""
     head, rest = events[0], events[1:]
     assert head["type"] == "header" and head["format"] == "pams-trace" and head["version"] == 1
     assert {"td", "participants", "seed", "scenario", "tolerance", "latency_bound"} <= set(head)
@@ -231,7 +231,7 @@ def assert_valid_ops(trace: Trace) -> None:
 
 
 def assert_deliveries_follow_spec(trace: Trace, *, unambiguous: bool) -> None:
-    """Every (message, participant) outcome is one SPEC §6 requires (or allows, if uncertain).
+    """Every (message, participant) outcome is one docs/rules.md requires (or allows, if uncertain).
 
     A failed msend sent nothing; one of unknown outcome may never have been sent, and a
     reconnect of unknown outcome may never have happened (then nothing is owed at it, but an
