@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
+import psutil
+
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parent.parent
 
@@ -112,3 +114,31 @@ def start_coordinator(group: ProcessGroup, workdir: Path, td: float) -> tuple[Pr
     wait_until(lambda: port_accepts(port) or proc.popen.poll() is not None, 10, "coordinator")
     assert proc.popen.poll() is None, (workdir / "coordinator.out").read_text()
     return proc, port
+
+
+def leftovers(run_id: str, run_dir: Path) -> list[str]:
+    """Live processes of a run: PAMS_RUN_ID in their environment, or cwd under the run dir."""
+    found = []
+    under = str(run_dir.resolve()) + os.sep
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            mine = proc.environ().get("PAMS_RUN_ID") == run_id
+            cwd = proc.cwd() + os.sep
+            if mine or cwd.startswith(under):
+                found.append(f"{proc.pid} {proc.status()} {proc.cmdline()}")
+        except psutil.Error:
+            continue
+    return found
+
+
+def nothing_left(run_id: str, run_dir: Path, settle: float = 2.0) -> list[str]:
+    """The run's live processes once those being killed had `settle` s to vanish (a SIGKILLed
+    process is not gone until the kernel has torn it down); [] is the expected answer."""
+    deadline = time.monotonic() + settle
+    while (found := leftovers(run_id, run_dir)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found

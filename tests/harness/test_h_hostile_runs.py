@@ -22,7 +22,7 @@ from harness.adapters.adapter import load_adapter
 from harness.running.runner import RunResult, run_scenario
 from harness.scenarios.model import Scenario, Script
 from harness.scenarios.registry import get_scenario
-from tests.procutil import REPO, wait_until
+from tests.procutil import REPO, leftovers, nothing_left, wait_until
 
 HOSTILE = REPO / "tests" / "fixtures" / "hostile"
 REFERENCE = {
@@ -66,34 +66,6 @@ def small() -> Scenario:
 def events(trace: Path) -> list[dict[str, Any]]:
     with open(trace, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.endswith("\n")]
-
-
-def leftovers(run_id: str, run_dir: Path) -> list[str]:
-    """Live processes of a run: PAMS_RUN_ID in their environment, or cwd under the run dir."""
-    found = []
-    under = str(run_dir.resolve()) + os.sep
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get("PAMS_RUN_ID") == run_id or (proc.cwd() + os.sep).startswith(
-                under
-            ):
-                found.append(f"{proc.pid} {proc.status()} {proc.cmdline()}")
-        except psutil.Error:
-            continue
-    return found
-
-
-def nothing_left(run_id: str, run_dir: Path, settle: float = 2.0) -> list[str]:
-    """The run's live processes once those being killed had `settle` s to vanish (a SIGKILLed
-    process is not gone until the kernel has torn it down); [] is the expected answer."""
-    deadline = time.monotonic() + settle
-    while (found := leftovers(run_id, run_dir)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
 
 
 def run(tmp_path: Path, adapter: Path, scenario: Scenario) -> tuple[RunResult, float, list[dict]]:

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from checkers import check_path
@@ -24,7 +23,7 @@ from harness.cli.main import main
 from harness.running.runner import RunResult, run_scenario
 from harness.scenarios.model import COMMANDS, Scenario, Script, Step, load_file
 from harness.scenarios.tokens import token
-from tests.procutil import REPO, wait_until
+from tests.procutil import REPO, leftovers, nothing_left, wait_until
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
 
@@ -114,34 +113,6 @@ def events(trace: Path) -> list[dict[str, Any]]:
 
 def of_type(evs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [e for e in evs if e["type"] == kind]
-
-
-def leftovers(run_id: str, run_dir: Path) -> list[str]:
-    """Live processes of a run: PAMS_RUN_ID in their environment, or cwd under the run dir."""
-    found = []
-    under = str(run_dir.resolve()) + os.sep
-    for proc in psutil.process_iter():
-        if proc.pid == os.getpid():
-            continue
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            mine = proc.environ().get("PAMS_RUN_ID") == run_id
-            cwd = proc.cwd() + os.sep
-            if mine or cwd.startswith(under):
-                found.append(f"{proc.pid} {proc.status()} {proc.cmdline()}")
-        except psutil.Error:
-            continue
-    return found
-
-
-def nothing_left(run_id: str, run_dir: Path, settle: float = 2.0) -> list[str]:
-    """The run's live processes once those being killed had `settle` s to vanish (a SIGKILLed
-    process is not gone until the kernel has torn it down); [] is the expected answer."""
-    deadline = time.monotonic() + settle
-    while (found := leftovers(run_id, run_dir)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
 
 
 def check_header(header: dict[str, Any], scenario: str, td: float, n: int) -> None:
