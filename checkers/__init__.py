@@ -12,8 +12,10 @@ import os
 from collections.abc import Iterable
 from typing import Optional, Union
 
+from checkers.model import Params
 from checkers.order import OrderReport, delivery_order
-from checkers.rules import Params, judge
+from checkers.rulebook import RULES
+from checkers.rules import judge
 from checkers.trace import (
     DEFAULT_LATENCY_BOUND,
     DEFAULT_TOLERANCE,
@@ -22,7 +24,7 @@ from checkers.trace import (
     read_lines,
     read_path,
 )
-from checkers.verdict import RULES, RuleResult, Verdict, Violation
+from checkers.verdict import RuleResult, Verdict, Violation
 
 __all__ = [
     "RULES",

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Optional
 
+from checkers.context import Context
 from checkers.faults import FaultModel, Pause
-from checkers.model import Params
+from checkers.model import Params, RuleOutput
 from checkers.timeline import OFFLINE, ONLINE, OUT, Timeline
 from checkers.trace import COORDINATOR, Op, Trace
 from checkers.verdict import Violation, fmt_t
@@ -24,14 +25,18 @@ VALID_FROM = {
 }
 
 
-def conduct(
-    trace: Trace, params: Params, timelines: Mapping[str, Timeline], faults: FaultModel
-) -> list[Violation]:
-    """The violations of acknowledged, async-send and no-crash in `trace`."""
-    found = list(_acknowledged(trace, params, timelines, faults))
-    found += _async_send(trace, params, faults)
-    found += _crashes(trace)
-    return found
+def acknowledged(ctx: Context) -> RuleOutput:
+    found = tuple(_acknowledged(ctx.trace, ctx.p, ctx.timelines, ctx.faults))
+    return RuleOutput(found, len(ctx.trace.ops))
+
+
+def async_send(ctx: Context) -> RuleOutput:
+    found = tuple(_async_send(ctx.trace, ctx.p, ctx.faults))
+    return RuleOutput(found, sum(op.f == "msend" for op in ctx.trace.ops))
+
+
+def no_crash(ctx: Context) -> RuleOutput:
+    return RuleOutput(tuple(_crashes(ctx.trace)), len(ctx.names) + 1)
 
 
 def _faulted(op: Op, until: float, faults: FaultModel) -> Optional[Pause]:

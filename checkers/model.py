@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from checkers.verdict import Violation
+
 
 @dataclass(frozen=True)
 class Params:
@@ -26,3 +28,12 @@ class Message:
     s0: float
     s1: float
     owed: bool
+
+
+@dataclass(frozen=True)
+class RuleOutput:
+    """What one rule found: its violations, the number of items it examined, notes."""
+
+    violations: tuple[Violation, ...]
+    checked: int
+    notes: tuple[str, ...] = ()

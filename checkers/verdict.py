@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from checkers.order import OrderReport
-from checkers.rulebook import RULES
 
-__all__ = ["RULES", "RuleResult", "Verdict", "Violation", "fmt_t"]
+__all__ = ["RuleResult", "Verdict", "Violation", "fmt_t"]
 
 SUMMARY_PER_RULE = 50
 
