@@ -194,6 +194,7 @@ def parser(prog: str = "python -m harness.bench.main") -> argparse.ArgumentParse
     # proxy and grade parse their own options (see main); listed here so --help names them
     sub.add_parser("proxy", help="the recording proxy's overhead per op (proxy --help)")
     sub.add_parser("grade", help="wall time of a profile's battery (grade --help)")
+    sub.add_parser("impl", help="implementations side by side through their adapters (impl --help)")
     c.add_argument("--events", type=_positive, default=1_000_000, help="default 1,000,000")
     c.add_argument("--participants", type=_positive, default=10, help="default 10")
     c.add_argument("--seed", type=int, default=1, help="default 1")
@@ -220,6 +221,10 @@ def main(argv: Optional[list[str]] = None, prog: str = "python -m harness.bench.
         return proxybench.main(argv[1:])
     if argv[:1] == ["grade"]:
         return bench_grade(argv[1:], prog)
+    if argv[:1] == ["impl"]:
+        from harness.bench import impl
+
+        return impl.main(argv[1:], prog)
     args = parser(prog).parse_args(argv)
     try:
         fig = bench_checkers(args)

@@ -83,7 +83,7 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
         "bench",
         help="benchmarks (pams bench checkers --help)",
         add_help=False,
-        description="Benchmarks; the reference's own is `python -m reference.bench`.",
+        description="Benchmarks: checkers, proxy, grade, impl (implementations side by side).",
     )
     parser.set_defaults(func=None)  # listed for --help; `main` hands its arguments to run_bench
 
