@@ -412,7 +412,7 @@ def test_reference_does_not(name: str, procs: ProcessGroup, tmp_path: Path) -> N
 def test_catalogue_is_complete_and_consistent() -> None:
     """Every mutant has a check, an adapter whose launchers exist, known rules and scenarios;
     every launcher in the directory belongs to some adapter."""
-    from checkers.verdict import RULES
+    from checkers.rulebook import RULES
 
     assert sorted(CATALOGUE) == sorted(CHECKS)
     used: set[str] = set()

@@ -110,7 +110,7 @@ def render(cells: list[Cell]) -> str:
     """The kill matrix, one row per mutant: X = failed one of its rules, x = failed a rule its
     bug breaks too, ! = failed an unexpected rule, . = passed; then the scenarios that failed
     it (with their rules) and those that did not (s skipped, E error)."""
-    from checkers.verdict import RULES
+    from checkers.rulebook import RULES
 
     width = max(map(len, CATALOGUE))
     lines = [f"{'mutant':<{width}} {' '.join(RULES)}  killed by / survived"]
