@@ -89,8 +89,8 @@ def add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def run_bench(argv: list[str]) -> int:
-    """`pams bench ...`: delegate every argument to `harness.bench.main` (imported lazily)."""
-    from harness.bench import main as bench
+    """`pams bench ...`: delegate every argument to `benchmarks.main` (imported lazily)."""
+    from benchmarks import main as bench
 
     return bench.main(argv, prog="pams bench")
 

@@ -142,7 +142,7 @@ def test_help_explains_every_rule_with_an_example() -> None:
 
 
 def test_pams_bench_checkers_prints_its_figures_as_json() -> None:
-    """`pams bench checkers` reaches harness.bench.main: a small correct trace is judged pass."""
+    """`pams bench checkers` reaches benchmarks.main: a small correct trace is judged pass."""
     done = subprocess.run(
         [
             sys.executable,

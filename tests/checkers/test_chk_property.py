@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from harness.bench import tracegen as tg
+from benchmarks import tracegen as tg
 from tests.harness.test_tracegen import (
     MESSY,
     Op,

@@ -862,7 +862,7 @@ def test_reference_end_to_end_through_proxies(
 @pytest.mark.timeout(60)
 def test_proxybench_reports_figures_for_every_mode() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "harness.bench.proxy", "--ops", "30", "--json"],
+        [sys.executable, "-m", "benchmarks.proxy", "--ops", "30", "--json"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -881,7 +881,7 @@ def test_proxybench_reports_figures_for_every_mode() -> None:
     for mode in ("direct", "proxy", "proxy_json_file"):
         assert 0 < figures[mode]["median_ms"] <= figures[mode]["p99_ms"]
     bad = subprocess.run(
-        [sys.executable, "-m", "harness.bench.proxy", "--ops", "0"],
+        [sys.executable, "-m", "benchmarks.proxy", "--ops", "0"],
         cwd=REPO,
         capture_output=True,
         text=True,

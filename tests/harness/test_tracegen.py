@@ -17,7 +17,7 @@ from typing import Any, Optional
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from harness.bench import tracegen as tg
+from benchmarks import tracegen as tg
 
 EPS = 2e-6  # times are rounded to microseconds
 NEXT_STATE = {
@@ -566,7 +566,7 @@ def test_lines_are_compact_single_line_json() -> None:
 @pytest.mark.timeout(60)
 def test_bench_checkers_reports_figures_of_a_passing_check(tmp_path: Any, capsys: Any) -> None:
     pytest.importorskip("checkers")
-    from harness.bench import main as bench
+    from benchmarks import main as bench
 
     keep = tmp_path / "trace.jsonl"
     argv = ["checkers", "--events", "3000", "--participants", "4", "--keep", str(keep), "--json"]
@@ -579,7 +579,7 @@ def test_bench_checkers_reports_figures_of_a_passing_check(tmp_path: Any, capsys
 
 
 def test_bench_rejects_bad_arguments_in_one_line(capsys: Any) -> None:
-    from harness.bench import main as bench
+    from benchmarks import main as bench
 
     with pytest.raises(SystemExit) as stop:
         bench.main(["checkers", "--events", "0"])

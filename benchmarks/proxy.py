@@ -1,4 +1,4 @@
-"""Proxy overhead benchmark: `python -m harness.bench.proxy [--ops N] [--json]`.
+"""Proxy overhead benchmark: `python -m benchmarks.proxy [--ops N] [--json]`.
 
 A tiny coordinator (a child process: reads one line, replies `OK`, closes, like the reference
 protocol) is timed per op (connect, send a 40-byte line, read the reply, see the close) directly
@@ -31,7 +31,7 @@ from harness.running.opmachine import OpMachine, Policy
 
 LINE = b"MSEND 1 " + b"M" * 31 + b"\n"  # 40 bytes
 WARMUP = 100
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 class _Reply(asyncio.Protocol):
@@ -159,7 +159,7 @@ def measure(ops: int) -> dict[str, dict[str, float]]:
     """Figures for `ops` round trips per mode: direct, proxy (base64 only), proxy (JSON file)."""
     env = {**os.environ, "PYTHONPATH": str(_ROOT)}
     child = subprocess.Popen(
-        [sys.executable, "-m", "harness.bench.proxy", "--serve"],
+        [sys.executable, "-m", "benchmarks.proxy", "--serve"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
@@ -192,7 +192,7 @@ def measure(ops: int) -> dict[str, dict[str, float]]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.bench.proxy", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.proxy", description=__doc__)
     parser.add_argument("--ops", type=int, default=2000, help="round trips per mode")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)

@@ -1,6 +1,6 @@
-"""Benchmarks. `python -m harness.bench.main checkers [--events N] [--participants P] [--seed S]`
+"""Benchmarks. `python -m benchmarks.main checkers [--events N] [--participants P] [--seed S]`
 writes a correct random trace of N events and times `checkers.check_path` on it;
-`… proxy [--ops N]` measures the recording proxy's overhead per op (harness.bench.proxy);
+`… proxy [--ops N]` measures the recording proxy's overhead per op (benchmarks.proxy);
 `… grade [--impl A] [--profile P] [-j N]` times a whole profile against an implementation.
 
 The check runs in a child process, so its peak RSS is the checker's own, not the generator's.
@@ -21,13 +21,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from harness.bench import tracegen
+from benchmarks import tracegen
 from harness.exits import EXIT_ERROR
 from harness.scenarios.registry import PROFILES
 
 TARGET_SECONDS = 20.0
 TARGET_BYTES = 1 << 30
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 def mixed(knobs: tracegen.Knobs) -> tracegen.Knobs:
@@ -76,7 +76,7 @@ def measure_check(path: Path, timeout: float) -> dict[str, Any]:
     """Run the checker on `path` in a child interpreter and return its figures."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_ROOT), env.get("PYTHONPATH")]))
-    cmd = [sys.executable, "-m", "harness.bench.main", "_check", str(path)]
+    cmd = [sys.executable, "-m", "benchmarks.main", "_check", str(path)]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
@@ -187,7 +187,7 @@ def _positive(text: str) -> int:
     return value
 
 
-def parser(prog: str = "python -m harness.bench.main") -> argparse.ArgumentParser:
+def parser(prog: str = "python -m benchmarks.main") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="what", required=True)
     c = sub.add_parser("checkers", help="generate a correct trace and time the checker on it")
@@ -210,19 +210,19 @@ def parser(prog: str = "python -m harness.bench.main") -> argparse.ArgumentParse
     return p
 
 
-def main(argv: Optional[list[str]] = None, prog: str = "python -m harness.bench.main") -> int:
+def main(argv: Optional[list[str]] = None, prog: str = "python -m benchmarks.main") -> int:
     """Entry point; returns the exit status."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["_check"] and len(argv) == 2:
         return _check_child(argv[1])
     if argv[:1] == ["proxy"]:
-        from harness.bench import proxy as proxybench
+        from benchmarks import proxy as proxybench
 
         return proxybench.main(argv[1:])
     if argv[:1] == ["grade"]:
         return bench_grade(argv[1:], prog)
     if argv[:1] == ["impl"]:
-        from harness.bench import impl
+        from benchmarks import impl
 
         return impl.main(argv[1:], prog)
     args = parser(prog).parse_args(argv)

@@ -1,1 +1,0 @@
-"""Benchmarks (`pams bench`) and the trace model they generate traces from."""
