@@ -10,6 +10,7 @@ import math
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 from checkers import TraceError, check_path
@@ -78,6 +79,34 @@ def cmd_check(args: argparse.Namespace) -> int:
     return status
 
 
+def add_show(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "show",
+        help="a run's timeline (--text), violations marked",
+        description="Print a run's timeline: one line per op, completion, delivery, fault, "
+        "failed probe and process exit, each violation marked on its line and explained "
+        "after. The self-contained HTML page is planned; --text is required for now.",
+    )
+    parser.add_argument("trace", metavar="TRACE", help="a recorded trace (.jsonl)")
+    parser.add_argument("--text", action="store_true", help="the timeline in the terminal")
+    parser.set_defaults(func=cmd_show)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from harness.reports.timeline import render
+
+    if not args.text:
+        print("pams show: only --text is available yet (the HTML page is planned)", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        text, verdict = render(Path(args.trace))
+    except TraceError as e:
+        print(f"pams show: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(text)
+    return 0 if verdict.passed else 1
+
+
 def add_bench(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "bench",
@@ -108,6 +137,7 @@ def add_harness(sub: argparse._SubParsersAction) -> None:
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_check,
+    add_show,
     add_harness,
     add_bench,
 ]
