@@ -96,10 +96,12 @@ def report(outcomes: list[Outcome], impl: str, selection: str, out: Path) -> str
     lines += ["", "per rule:"]
     for r in RULES:
         statuses = [o.rules.get(r) for o in outcomes]
-        failed = [o.scenario for o in outcomes if o.rules.get(r) in (FAIL, UNEXERCISED)]
+        failed = [o.scenario for o in outcomes if o.rules.get(r) == FAIL]
+        unexercised = [o.scenario for o in outcomes if o.rules.get(r) == UNEXERCISED]
         checked = sum(s in (PASS, FAIL) for s in statuses)
-        word = "FAIL" if failed else "pass"
+        word = "FAIL" if failed or unexercised else "pass"
         where = f"  failed in: {', '.join(failed)}" if failed else ""
+        where += f"  not exercised in: {', '.join(unexercised)}" if unexercised else ""
         lines.append(f"  {r:<20} {word:<4}  ({checked} scenarios checked it){where}")
     passed, total = score(outcomes)
     lines += ["", f"score: {passed}/{total} scenarios pass ({percent(passed, total)})"]
