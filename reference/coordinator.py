@@ -15,7 +15,7 @@ import time
 from typing import Callable, Optional, TextIO
 
 from reference.config import ConfigError, load_coordinator_config
-from reference.core import Action, CloseChannel, CoordinatorCore, OpenChannel, Wake
+from reference.core import Action, CloseChannel, CoordinatorCore, OpenChannel, Overflow, Wake
 from reference.wire import MAX_LINE, format_delivery, parse_ack, quote, reply_err
 
 REQUEST_TIMEOUT = 5.0  # seconds a client has to send its whole request line
@@ -250,6 +250,13 @@ class Server:
                 if channel is not None and channel.epoch == action.epoch:
                     del self.channels[action.pid]
                     channel.close()
+                if isinstance(action, Overflow):
+                    self.log.event(
+                        f"channel to {action.pid} dropped: {action.count} unacknowledged "
+                        f"message(s), {action.nbytes} bytes, pass the backlog limit "
+                        f"({self.core.max_backlog} messages or {self.core.max_backlog_bytes} "
+                        "bytes): now offline, its messages kept subject to td"
+                    )
 
     def _open(self, action: OpenChannel) -> None:
         old = self.channels.pop(action.pid, None)

@@ -28,6 +28,11 @@ OUT = "out"
 ONLINE = "online"
 OFFLINE = "offline"
 
+# An online member whose unacknowledged backlog passes either limit is taken offline (PROTOCOL.md
+# section 4): without them one member that never acknowledges pins every message in memory.
+MAX_BACKLOG = 10_000  # messages
+MAX_BACKLOG_BYTES = 64 * 1024 * 1024  # bytes of message text
+
 
 # --- actions and outcomes -------------------------------------------------------------------
 
@@ -56,6 +61,15 @@ class Wake:
 
     pid: str
     epoch: int
+
+
+@dataclass(frozen=True)
+class Overflow(CloseChannel):
+    """Close the channel of `pid`/`epoch` because its member's unacknowledged backlog (`count`
+    messages, `nbytes` bytes of text) passed the limits: the member is now offline."""
+
+    count: int
+    nbytes: int
 
 
 Action = Union[OpenChannel, CloseChannel, Wake]
@@ -96,8 +110,16 @@ class _Member:
 class CoordinatorCore:
     """Membership, message store and expiry of one multicast group with persistence bound `td`."""
 
-    def __init__(self, td: float) -> None:
+    def __init__(
+        self,
+        td: float,
+        *,
+        max_backlog: int = MAX_BACKLOG,
+        max_backlog_bytes: int = MAX_BACKLOG_BYTES,
+    ) -> None:
         self.td = td
+        self.max_backlog = max_backlog
+        self.max_backlog_bytes = max_backlog_bytes
         self.store = MessageStore()
         self._members: dict[str, _Member] = {}
 
@@ -172,13 +194,23 @@ class CoordinatorCore:
         return Outcome(reply_ok(), (self._go_online(pid, member, host, port),))
 
     def msend(self, pid: str, text: str, now: float) -> Outcome:
-        """Store `text` stamped `now` and wake every online member's channel (sender included)."""
+        """Store `text` stamped `now` and wake every online member's channel (sender included);
+        an online member whose backlog now passes the limits goes offline instead (`Overflow`)."""
         if pid not in self._members:
             return _refuse(f"{pid} is not registered")
         msg = self.store.append(now, pid, text)
+        actions: list[Action] = [self._overflow(p, m, now) for p, m in self._over_limit()]
         self.expire(now)
-        wakes = tuple(Wake(p, m.epoch) for p, m in self._members.items() if m.online)
-        return Outcome(reply_ok(str(msg.seq)), wakes)
+        actions += [Wake(p, m.epoch) for p, m in self._members.items() if m.online]
+        return Outcome(reply_ok(str(msg.seq)), tuple(actions))
+
+    def backlog(self, pid: str) -> tuple[int, int]:
+        """Messages and text bytes stored after the last one `pid` acknowledged."""
+        member = self._members.get(pid)
+        if member is None:
+            return 0, 0
+        first = max(member.acked + 1, self.store.first_seq)
+        return self.store.next_seq - first, self.store.bytes_since(first)
 
     # delivery channels
 
@@ -225,6 +257,20 @@ class CoordinatorCore:
         return self.store.since(first, self.store.next_seq - first)
 
     # helpers
+
+    def _over_limit(self) -> list[tuple[str, _Member]]:
+        over = []
+        for pid, member in self._members.items():
+            if member.online:
+                count, nbytes = self.backlog(pid)
+                if count > self.max_backlog or nbytes > self.max_backlog_bytes:
+                    over.append((pid, member))
+        return over
+
+    def _overflow(self, pid: str, member: _Member, now: float) -> Overflow:
+        count, nbytes = self.backlog(pid)
+        self._go_offline(member, now)
+        return Overflow(pid, member.epoch, count, nbytes)
 
     def _first_owed(self, member: _Member, now: float) -> int:
         first = member.acked + 1
