@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from checkers import TraceError, check_lines, check_path
 from checkers.trace import read_lines
@@ -286,3 +288,48 @@ def test_a_last_line_cut_in_half_makes_a_truncated_trace(tmp_path: Path) -> None
     path.write_text(body + "\n")  # a complete bad line is still an error
     with pytest.raises(TraceError, match=":4: bad JSON"):
         check_path(path)
+
+
+# -- fuzzing the reader: whatever the bytes, a Trace or a one-line TraceError --------------
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_EVENT = st.fixed_dictionaries(
+    {
+        "type": st.sampled_from(
+            ["invoke", "ok", "fail", "info", "deliver", "fault", "probe", "end", "x"]
+        )
+    },
+    optional={
+        "t": st.one_of(st.floats(0, 10), st.integers(-5, 10**400), st.text(max_size=3)),
+        "op": st.one_of(st.integers(0, 3), st.integers(10**20, 10**25), st.text(max_size=3)),
+        "participant": st.one_of(st.sampled_from(["1", "2"]), st.integers(), _JSON),
+        "f": st.sampled_from(["register", "msend", "disconnect", "nope"]),
+        "message": st.one_of(st.sampled_from(["M00000001", ""]), _JSON),
+        "fault": st.one_of(st.sampled_from(["kill", "pause"]), _JSON),
+        "target": st.one_of(st.sampled_from(["1", "coordinator"]), _JSON),
+        "probe": st.sampled_from(["port_released", "listening"]),
+        "ok": st.one_of(st.booleans(), _JSON),
+        "acknowledged": _JSON,
+        "request_at": _JSON,
+    },
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_EVENT.map(json.dumps), st.text(max_size=40)), max_size=12))
+def test_any_lines_give_a_trace_or_a_one_line_error(body: list[str]) -> None:
+    try:
+        check_lines([json.dumps(HEADER), *body])
+    except TraceError as e:
+        assert "\n" not in str(e) and len(str(e)) < 400
