@@ -13,15 +13,20 @@ def request(port: int, data: bytes, timeout: float = 10.0) -> bytes:
     """Send `data` on a new connection and return everything the coordinator answers."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(data)
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
+        return read_to_eof(sock)
+
+
+def read_to_eof(sock: socket.socket) -> bytes:
+    """Everything `sock` receives until the peer closes (or resets) it."""
+    chunks = []
+    while True:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
     return b"".join(chunks)
 
 

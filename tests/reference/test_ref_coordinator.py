@@ -19,31 +19,12 @@ from pathlib import Path
 import pytest
 
 from tests.procutil import REPO, Proc, ProcessGroup, free_port, start_coordinator, wait_until
+from tests.reference.rawnet import read_to_eof, request
 
 pytestmark = pytest.mark.process
 
 WAIT = 5.0  # bound on anything that should happen "at once"
 REQUEST_TIMEOUT_BOUND = 8.0  # the coordinator drops a silent client after 5 s
-
-
-def request(port: int, data: bytes, timeout: float = WAIT) -> bytes:
-    """Send `data` on a new connection and return everything the coordinator answers."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(data)
-        return read_to_eof(sock)
-
-
-def read_to_eof(sock: socket.socket) -> bytes:
-    chunks = []
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def ok(port: int, line: str) -> str:
