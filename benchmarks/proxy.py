@@ -128,16 +128,8 @@ def _proxied(hub: ProxyHub, name: str, coordinator: int) -> Mode:
     lock = threading.Lock()
 
     def sink(kind: str, conn: int, data: bytes) -> None:
-        t = time.monotonic()
-        events: dict[str, om.Event] = {
-            "request": om.Request(conn, t),
-            "reply": om.Reply(conn, data, t),
-            "close": om.Close(conn, t),
-        }
-        event = events.get(kind)
-        if event is not None:
-            with lock:
-                machine.handle(event)
+        with lock:  # as the runner does
+            machine.handle(om.control_event(kind, conn, data, time.monotonic()))
 
     proxy = hub.add_participant("1", [(listen, coordinator)], sink, lambda width: 0, False)
 

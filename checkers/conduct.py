@@ -100,12 +100,7 @@ def _acknowledged(
 
 def _async_send(trace: Trace, params: Params, faults: FaultModel) -> Iterator[Violation]:
     lat = params.latency
-    obstacles = [
-        x
-        for group in (*faults.pauses.values(), *faults.partitions.values())
-        for x in group
-        if x.target != COORDINATOR
-    ]
+    obstacles = faults.obstacles()
     if not obstacles:
         return
     for op in trace.ops:

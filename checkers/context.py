@@ -29,6 +29,18 @@ class Phantom:
 
 
 @dataclass(frozen=True)
+class Pair:
+    """A message m that participant p logged at least once: p's possible states during m's
+    send window, and p's deliveries of m."""
+
+    m: Message
+    p: str
+    tl: Timeline
+    states: frozenset
+    got: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Context:
     """The read-only view of a trace that the rules judge."""
 
@@ -42,6 +54,7 @@ class Context:
     messages: tuple[Message, ...]  # msends that did not fail
     delivered: Mapping[tuple[str, str], tuple[float, ...]]  # (p, token) -> times, no phantoms
     phantoms: tuple[Phantom, ...]
+    pairs: tuple[Pair, ...]  # every delivered (message, participant), states computed once
 
     def message(self, token: str) -> Optional[Message]:
         op = self.sends.get(token)
@@ -74,6 +87,12 @@ def build(trace: Trace, params: Params) -> Context:
         if op.f == "msend" and op.outcome != "fail"
     )
     delivered, phantoms = _index(trace, sends)
+    by_token = {m.token: m for m in messages}
+    pairs = tuple(
+        Pair(m, p, timelines[p], timelines[p].states(m.s0, m.s1)[0], got)
+        for (p, token), got in delivered.items()
+        if (m := by_token.get(token)) is not None
+    )
     return Context(
         trace=trace,
         p=params,
@@ -85,6 +104,7 @@ def build(trace: Trace, params: Params) -> Context:
         messages=messages,
         delivered=delivered,
         phantoms=phantoms,
+        pairs=pairs,
     )
 
 

@@ -30,13 +30,8 @@ from checkers.verdict import Violation, fmt_t
 def _pairs(ctx: Context) -> Iterator[tuple[Message, str, Timeline, frozenset, tuple[float, ...]]]:
     """(m, p, p's timeline, p's possible states at m, p's deliveries of m) of every message
     p logged at least once."""
-    by_token = {m.token: m for m in ctx.messages}
-    for (p, token), got in ctx.delivered.items():
-        m = by_token.get(token)
-        if m is not None:
-            tl = ctx.timelines[p]
-            states, _ = tl.states(m.s0, m.s1)
-            yield m, p, tl, states, got
+    for x in ctx.pairs:
+        yield x.m, x.p, x.tl, x.states, x.got
 
 
 def no_phantom(ctx: Context) -> RuleOutput:

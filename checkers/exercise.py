@@ -13,7 +13,7 @@ from typing import Any, Optional
 from checkers.faults import FaultModel
 from checkers.model import Message, Params
 from checkers.timeline import OFFLINE, ONLINE, OUT, Timeline
-from checkers.trace import COORDINATOR, Trace
+from checkers.trace import Trace
 from checkers.verdict import Violation
 
 AFTER_RECONNECT = 0.1  # seconds: an msend invoked this soon after its sender's reconnect
@@ -94,12 +94,7 @@ def _message_facts(facts: Facts, m: Message, p: str, tl: Timeline, params: Param
 
 
 def _send_facts(facts: Facts, trace: Trace, params: Params, faults: FaultModel) -> None:
-    obstacles = [
-        x
-        for group in (*faults.pauses.values(), *faults.partitions.values())
-        for x in group
-        if x.target != COORDINATOR
-    ]
+    obstacles = faults.obstacles()
     reconnects = [op for op in trace.ops if op.f == "reconnect" and op.ok and op.t1 is not None]
     for op in trace.ops:
         if op.f != "msend" or not op.ok:

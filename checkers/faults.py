@@ -58,6 +58,12 @@ class FaultModel:
     coordinator_kills: tuple[float, ...]
     partitions: dict[str, tuple[Pause, ...]] = field(default_factory=dict)
 
+    def obstacles(self) -> tuple[Pause, ...]:
+        """Every pause and partition of a participant (not of the coordinator): what may keep
+        a member from reading while others send."""
+        groups = (*self.pauses.values(), *self.partitions.values())
+        return tuple(x for group in groups for x in group if x.target != COORDINATOR)
+
     def pauses_for(self, participant: str) -> tuple[Pause, ...]:
         """The pauses that can delay a delivery to `participant`: its own and the
         coordinator's, by start time."""

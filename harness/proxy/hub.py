@@ -29,7 +29,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional, Union
 
-from checkers.traceformat import Emit  # noqa: E402
+from checkers.traceformat import Emit
+from harness.running.ports import bindable  # noqa: E402
 
 HOST = "127.0.0.1"
 CONTROL = "control"
@@ -587,7 +588,7 @@ class ParticipantProxy:
                 mirror.listener = self._open(mirror)
                 if mirror.listener is None:
                     continue
-            elif bind_error_local(port):
+            elif not bindable(port, HOST):
                 continue
             self.mirrors.append(mirror)
             return mirror
@@ -613,15 +614,6 @@ class ParticipantProxy:
         if reason:
             event["reason"] = reason
         self.hub.emit(event)
-
-
-def bind_error_local(port: int) -> bool:
-    """True when 127.0.0.1:port cannot be bound now."""
-    try:
-        _listen_socket(port).close()
-    except OSError:
-        return True
-    return False
 
 
 class ProxyHub:

@@ -147,6 +147,22 @@ class Tick:
     t: float
 
 
+def control_event(kind: str, conn: int, data: bytes, t: float) -> Event:
+    """The machine's event for a proxy control report (`kind` as harness.proxy.hub's
+    ControlSink names them: request, reply, close, hangup, cut, refused)."""
+    if kind == "request":
+        return Request(conn, t)
+    if kind == "reply":
+        return Reply(conn, data, t)
+    if kind == "close":
+        return Close(conn, t)
+    if kind == "hangup":
+        return Hangup(conn, t)
+    if kind == "cut":
+        return Cut(conn, t)
+    return Refused(t)
+
+
 Event = Union[
     Invoke,
     Request,

@@ -621,21 +621,7 @@ class _Run:
         part = self.parts.get(p)
         if part is None:
             return
-        t = self._now()
-        event: om.Event
-        if kind == "request":
-            event = om.Request(conn, t)
-        elif kind == "reply":
-            event = om.Reply(conn, data, t)
-        elif kind == "close":
-            event = om.Close(conn, t)
-        elif kind == "cut":
-            event = om.Cut(conn, t)
-        elif kind == "hangup":
-            event = om.Hangup(conn, t)
-        else:
-            event = om.Refused(t)
-        self._feed(part, event)
+        self._feed(part, om.control_event(kind, conn, data, self._now()))
 
     def _line(self, p: str, stream: str, line: str) -> None:
         """A stdout line: judged once the proxy has passed on every byte it had before it."""

@@ -118,20 +118,12 @@ class Driven:
         self.proxy: Optional[ParticipantProxy] = None
 
     def control(self, kind: str, conn: int, data: bytes) -> None:
-        t = time.monotonic()
-        events: dict[str, om.Event] = {
-            "request": om.Request(conn, t),
-            "reply": om.Reply(conn, data, t),
-            "close": om.Close(conn, t),
-            "hangup": om.Hangup(conn, t),
-            "cut": om.Cut(conn, t),
-            "refused": om.Refused(t),
-        }
+        event = om.control_event(kind, conn, data, time.monotonic())
         with self.lock:
             armed = self.machine.armed
             if kind == "refused" and armed is not None and not armed.refused_connect:
                 self.harness.refused.append(armed.op)
-            for action in self.machine.handle(events[kind]):
+            for action in self.machine.handle(event):
                 if isinstance(action, om.Settle):
                     self.harness.completed.append(action.op)
                     assert self.proxy is not None
