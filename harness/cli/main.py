@@ -82,28 +82,50 @@ def cmd_check(args: argparse.Namespace) -> int:
 def add_show(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "show",
-        help="a run's timeline (--text), violations marked",
-        description="Print a run's timeline: one line per op, completion, delivery, fault, "
-        "failed probe and process exit, each violation marked on its line and explained "
-        "after. The self-contained HTML page is planned; --text is required for now.",
+        help="a run's page (HTML) or its timeline (--text), violations marked",
+        description="Write one self-contained HTML page of a run (no network needed to view "
+        "it): a lane per participant and the coordinator on a shared time axis, ops, "
+        "messages and their deliveries, membership periods, td windows, faults, and every "
+        "violation highlighted with its explanation; click for the raw events. --text prints "
+        "the timeline in the terminal instead.",
+        epilog="exit status: 0 the trace passes, 1 a rule failed, 2 the trace is unreadable "
+        "or the page cannot be written.",
     )
     parser.add_argument("trace", metavar="TRACE", help="a recorded trace (.jsonl)")
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE.html",
+        type=Path,
+        help="where to write the page (default: beside the trace, TRACE with suffix .html)",
+    )
     parser.add_argument("--text", action="store_true", help="the timeline in the terminal")
     parser.set_defaults(func=cmd_show)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from harness.reports.timeline import render
+    if args.text:
+        from harness.reports.timeline import render
 
-    if not args.text:
-        print("pams show: only --text is available yet (the HTML page is planned)", file=sys.stderr)
-        return EXIT_ERROR
+        try:
+            text, verdict = render(Path(args.trace))
+        except TraceError as e:
+            print(f"pams show: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        print(text)
+        return 0 if verdict.passed else 1
+    from harness.reports.pagefile import write_page
+
     try:
-        text, verdict = render(Path(args.trace))
+        page, verdict = write_page(Path(args.trace), args.output)
     except TraceError as e:
         print(f"pams show: {e}", file=sys.stderr)
         return EXIT_ERROR
-    print(text)
+    except OSError as e:
+        where = e.filename or args.output or args.trace
+        print(f"pams show: {where}: cannot write the page: {e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
+    print(f"{args.trace}: {verdict.verdict.upper()}; page: {page}")
     return 0 if verdict.passed else 1
 
 
