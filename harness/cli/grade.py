@@ -13,6 +13,7 @@ from harness.adapters.adapter import AdapterError, load_adapter
 from harness.cli.options import add_impl
 from harness.exits import EXIT_ERROR, EXIT_INTERRUPTED
 from harness.reports.grade import exit_status, report, run_battery, write_reports
+from harness.reports.rubric import RubricError, load_rubric
 from harness.running.runner import fresh_dir
 from harness.scenarios.registry import PROFILES, REGISTRY, profile
 
@@ -53,8 +54,31 @@ def add_grade(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--scenario", action="append", metavar="NAME", help="only these scenarios (repeatable)"
     )
+    add_rubric_repeat(parser)
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(func=cmd_grade)
+
+
+def add_rubric_repeat(parser: argparse.ArgumentParser) -> None:
+    """`--rubric R` and `--repeat K`, shared by `pams grade` and `pams class`."""
+    parser.add_argument(
+        "--rubric",
+        type=Path,
+        metavar="R",
+        help="rubric TOML (docs/rubric.md; default: the shipped one)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="K",
+        help="run each scenario K times (random ones with seeds N..N+K-1); pass rates reported",
+    )
+
+
+def check_repeat(repeat: int) -> None:
+    if repeat < 1:
+        raise ValueError("--repeat must be at least 1")
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -66,10 +90,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
             raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
         if args.jobs < 1:
             raise ValueError("-j must be at least 1")
+        check_repeat(args.repeat)
+        rubric = load_rubric(args.rubric)
         for option, path in (("--junit", args.junit), ("--gradescope", args.gradescope)):
             writable_file(option, path)
         out = output_dir(args.output)
-    except (AdapterError, ValueError) as e:
+    except (AdapterError, RubricError, ValueError) as e:
         print(f"pams grade: {e}", file=sys.stderr)
         return EXIT_ERROR
     try:
@@ -81,7 +107,7 @@ def cmd_grade(args: argparse.Namespace) -> int:
         print(getattr(e, "output", "") or "", file=sys.stderr)
         return EXIT_ERROR
     try:
-        outcomes = run_battery(adapter, names, out, args.jobs, args.seed, args.quiet)
+        outcomes = run_battery(adapter, names, out, args.jobs, args.seed, args.quiet, args.repeat)
     except KeyboardInterrupt:
         print(
             f"pams grade: interrupted; every process was stopped; partial traces in {out}",
@@ -89,8 +115,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
         )
         return EXIT_INTERRUPTED
     selection = "selected scenarios" if args.scenario else f"profile {args.profile}"
-    print(report(outcomes, adapter.name, selection, out))
-    write_reports(outcomes, args.junit, args.gradescope, adapter.name)
+    print(report(outcomes, adapter.name, selection, out, rubric))
+    write_reports(outcomes, args.junit, args.gradescope, adapter.name, rubric, args.impl)
     return exit_status(outcomes)
 
 

@@ -53,12 +53,13 @@ def test_reference_scores_100_percent_on_every_profile(tmp_path: Path) -> None:
     assert (suite.get("failures"), suite.get("errors")) == ("0", "0")
     assert not any(c.find("failure") is not None for c in cases)
 
-    results = json.loads(gradescope.read_text())
-    assert results["score"] == results["max_score"] == len(names)
+    results = json.loads(gradescope.read_text())  # the default rubric's points
+    assert results["score"] == results["max_score"] == sum(t["max_score"] for t in results["tests"])
     assert len(results["tests"]) == len(names)
     for test in results["tests"]:
         assert set(test) >= GRADESCOPE_TEST_FIELDS, test
-        assert test["score"] == test["max_score"] == 1.0
+        points = 20.0 if "[boundary]" in test["name"] else 10.0
+        assert test["score"] == test["max_score"] == points
 
 
 @pytest.mark.timeout(120)
@@ -83,9 +84,13 @@ def test_a_mutant_fails_its_rule_with_the_trace_and_explanation(tmp_path: Path) 
     assert cases["online-multicast"].find("failure") is None
     results = json.loads(gradescope.read_text())
     by_name = {t["name"]: t for t in results["tests"]}
-    assert by_name["offline-beyond-td"]["score"] == 0.0
-    assert "no-expired" in by_name["offline-beyond-td"]["output"]
-    assert results["score"] == 1.0 and results["max_score"] == 2.0
+    failed = by_name["offline-beyond-td"]  # partial credit: every rule but no-expired passed
+    assert failed["status"] == "failed" and 0 < failed["score"] < failed["max_score"] == 10.0
+    assert "no-expired" in failed["output"]
+    assert "pams run --impl" in failed["output"]
+    assert "--scenario offline-beyond-td" in failed["output"]
+    assert by_name["online-multicast"]["score"] == 10.0
+    assert results["score"] == 10.0 + failed["score"] and results["max_score"] == 20.0
 
 
 def write_adapter(path: Path, body: str) -> Path:
