@@ -21,8 +21,8 @@ from harness.reports.rubric import (
     load_rubric,
     score_repeats,
     score_run,
-    total,
     tomllib,
+    total,
 )
 
 pytestmark = pytest.mark.timeout(30)
