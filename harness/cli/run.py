@@ -16,6 +16,7 @@ from checkers import TraceError, check_path
 from harness.adapters.adapter import Adapter, AdapterError, load_adapter
 from harness.cli.options import add_impl
 from harness.exits import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
+from harness.reports.battery import page_beside
 from harness.running.runner import RunResult, fresh_dir, run_scenario
 from harness.scenarios.model import Scenario, ScenarioError, from_json, load_file
 from harness.scenarios.registry import PROFILES, REGISTRY, get_scenario
@@ -193,11 +194,17 @@ def report(result: RunResult, args: argparse.Namespace) -> int:
     except TraceError as e:
         print(f"pams: the recorded trace is unreadable (a harness bug): {e}", file=sys.stderr)
         return EXIT_ERROR
+    page, why = page_beside(result.trace_path)  # a page failure is a note, never an error
+    if why:
+        print(why.strip(), file=sys.stderr)
     if args.json:
-        print(json.dumps({"trace": str(result.trace_path), **verdict.as_json()}))
+        shown = {"page": str(page)} if page else {}
+        print(json.dumps({"trace": str(result.trace_path), **shown, **verdict.as_json()}))
     else:
         print(verdict.summary())
         print(f"trace: {result.trace_path}  ({result.seconds:.1f} s)")
+        if page:
+            print(f"page: {page}")
     return EXIT_PASS if verdict.passed else EXIT_FAIL
 
 

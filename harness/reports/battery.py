@@ -9,6 +9,7 @@ from typing import Optional
 
 from checkers import RULES, TraceError, Verdict, check_path
 from harness.adapters.adapter import Adapter
+from harness.reports.pagefile import write_page
 from harness.running.runner import Progress, run_scenario
 from harness.scenarios.registry import REGISTRY, get_scenario
 
@@ -31,6 +32,7 @@ class Outcome:
     detail: str
     first_violation: str = ""
     seconds: float = 0.0
+    page: Optional[Path] = None  # the run's page (pams show), beside the trace
 
     @property
     def failed_rules(self) -> list[str]:
@@ -68,7 +70,18 @@ def run_one(
         verdict = check_path(str(result.trace_path))
     except TraceError as e:
         return replace(base, status=ERROR, detail=f"unreadable trace: {e}")
-    return judged(verdict, notes, base)
+    page, why = page_beside(result.trace_path)
+    return judged(verdict, notes + why, replace(base, page=page))
+
+
+def page_beside(trace: Path) -> tuple[Optional[Path], str]:
+    """Write the page of `trace` beside it (`pams show`): (its path, "") or, when that
+    fails, (None, one note line saying why); a page never changes a verdict."""
+    try:
+        path, _ = write_page(trace)
+    except Exception as e:  # whatever went wrong, the verdict stands
+        return None, f"\nnote: page not written: {type(e).__name__}: {e}"
+    return path, ""
 
 
 def judged(verdict: Verdict, notes: str, base: Outcome) -> Outcome:

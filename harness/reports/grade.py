@@ -202,7 +202,11 @@ def report(
         lines += [f"  {o.scenario}: {o.detail.splitlines()[0]}" for o in errors]
     if failures:
         lines.append("failures (first violation of each; `pams check TRACE` explains all):")
-        lines += [f"  {o.scenario}: {o.trace}\n    {o.first_violation}" for o in failures]
+        lines += [
+            f"  {o.scenario}: {o.trace}{f'  page: {o.page}' if o.page else ''}\n"
+            f"    {o.first_violation}"
+            for o in failures
+        ]
     if any(UNEXERCISED in o.rules.values() for o in outcomes):
         lines.append(
             "NOEX: not exercised: the run never showed what the scenario needs for that rule "

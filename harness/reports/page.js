@@ -677,11 +677,16 @@
       table.appendChild(row);
     });
     head.appendChild(table);
-    if (m.notes.length || m.omitted) {
-      var ul = el("ul", { "class": "notes" });
-      m.notes.forEach(function (n) { ul.appendChild(el("li", {}, n)); });
-      if (m.omitted) ul.appendChild(el("li", {}, m.omitted + " raw lines left out of the page (too large): see the trace"));
-      head.appendChild(ul);
+    var notes = m.notes.slice();
+    if (m.omitted) notes.push(m.omitted + " raw lines left out of the page (too large): see the trace");
+    var ul = el("ul", { "class": "notes" });
+    notes.slice(0, 6).forEach(function (n) { ul.appendChild(el("li", {}, n)); });
+    if (notes.length) head.appendChild(ul);
+    if (notes.length > 6) {
+      var more = el("details"), rest = el("ul", { "class": "notes" });
+      more.appendChild(el("summary", { "class": "muted" }, (notes.length - 6) + " more notes"));
+      notes.slice(6).forEach(function (n) { rest.appendChild(el("li", {}, n)); });
+      more.appendChild(rest); head.appendChild(more);
     }
   }
 
@@ -730,5 +735,6 @@
   resize();
   draw();
   window.pamsRendered = performance.now();
+  window.pamsPage = { draw: draw, fit: fit, zoom: zoom, pan: pan, filter: setFilter, open: open, view: view };
   document.documentElement.setAttribute("data-rendered", "1");
 })();
