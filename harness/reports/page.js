@@ -478,7 +478,7 @@
         out += c === 10 ? "\\n\n" : c === 13 ? "\\r" : c === 9 ? "\\t" : c >= 32 && c < 127 ? s[i]
           : "\\x" + (c < 16 ? "0" : "") + c.toString(16);
       }
-      return out;
+      return out.replace(/\n$/, "");
     } catch (e) { return "(not base64: " + b64 + ")"; }
   }
   function pretty(line) {
@@ -735,6 +735,14 @@
   resize();
   draw();
   window.pamsRendered = performance.now();
-  window.pamsPage = { draw: draw, fit: fit, zoom: zoom, pan: pan, filter: setFilter, open: open, view: view };
+  window.pamsPage = { draw: draw, fit: fit, zoom: zoom, pan: pan, filter: setFilter, open: open,
+    view: view, geometry: {  // where things are drawn, in CSS pixels of the canvas (for tests)
+      laneMiddle: function (l, frac) { return [x(view.t0 + frac * (view.t1 - view.t0)), laneY(l) + 44]; },
+      arrowMiddle: function (d) {
+        var m = dels.msg[d];
+        return [(x(msgs.s0[m]) + x(dels.t[d])) / 2, (laneY(senderLane[m]) + 17 + laneY(dels.lane[d]) + 33) / 2];
+      },
+      violationMark: function (k) { return [x(viol[k].at), laneY(viol[k].lane) + 36]; }
+    } };
   document.documentElement.setAttribute("data-rendered", "1");
 })();

@@ -144,6 +144,8 @@ class Browser:
     def viewport(self, width: int, height: int) -> None:
         metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
         self.call("Emulation.setDeviceMetricsOverride", metrics, session=True)
+        # no scrollbar: a full-page screenshot must not change the layout it captures
+        self.call("Emulation.setScrollbarsHidden", {"hidden": True}, session=True)
 
     def open(self, path: Path, timeout: float = 60.0) -> None:
         """Load a local file and wait for its load event."""

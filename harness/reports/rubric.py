@@ -22,7 +22,15 @@ from harness.scenarios.registry import REGISTRY
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "default-rubric.toml"
 FLAKY = ("mean", "worst", "best")
-_SCORING = ("points", "boundary_weight", "partial", "not_exercised_penalty", "flaky")
+SCOPES = ("run", "rule")
+_SCORING = (
+    "points",
+    "boundary_weight",
+    "partial",
+    "not_exercised_penalty",
+    "not_exercised_scope",
+    "flaky",
+)
 
 
 class RubricError(Exception):
@@ -38,6 +46,7 @@ class Rubric:
     boundary_weight: float
     partial: bool
     not_exercised_penalty: float
+    not_exercised_scope: str
     flaky: str
     rules: tuple[tuple[str, float], ...]
     scenarios: tuple[tuple[str, float], ...] = ()
@@ -59,7 +68,13 @@ class Rubric:
             f"rubric: {self.source}: {self.points:g} points a scenario"
             + (f" ({special})" if special else "")
             + f", boundary x{self.boundary_weight:g}, {split} ({weights}); not exercised loses "
-            f"{100 * self.not_exercised_penalty:g}% of a rule's share; repeats: {self.flaky}"
+            f"{100 * self.not_exercised_penalty:g}% of "
+            + (
+                "every rule's share in that run"
+                if self.not_exercised_scope == "run"
+                else "that rule's share"
+            )
+            + f"; repeats: {self.flaky}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -69,6 +84,7 @@ class Rubric:
             "boundary_weight": self.boundary_weight,
             "partial": self.partial,
             "not_exercised_penalty": self.not_exercised_penalty,
+            "not_exercised_scope": self.not_exercised_scope,
             "flaky": self.flaky,
             "rules": dict(self.rules),
             "scenarios": dict(self.scenarios),
@@ -149,6 +165,10 @@ def parse_rubric(raw: dict[str, Any], where: str, base: Optional[Rubric] = None)
     value = {**{k: defaults.get(k) for k in _SCORING}, **scoring}
     if not isinstance(value["partial"], bool):
         raise RubricError(f"{where}: scoring.partial: must be true or false")
+    if value["not_exercised_scope"] not in SCOPES:
+        raise RubricError(
+            f"{where}: scoring.not_exercised_scope: must be one of {', '.join(SCOPES)}"
+        )
     if value["flaky"] not in FLAKY:
         raise RubricError(f"{where}: scoring.flaky: must be one of {', '.join(FLAKY)}")
     rules = {**(dict(base.rules) if base else {}), **_weights(where, raw, "rules", RULES)}
@@ -167,6 +187,7 @@ def parse_rubric(raw: dict[str, Any], where: str, base: Optional[Rubric] = None)
         not_exercised_penalty=_number(
             where, "scoring.not_exercised_penalty", value["not_exercised_penalty"], most=1.0
         ),
+        not_exercised_scope=value["not_exercised_scope"],
         flaky=value["flaky"],
         rules=tuple((r, rules[r]) for r in RULES),
         scenarios=tuple(sorted(scenarios.items())),
@@ -191,7 +212,8 @@ def _credit(rubric: Rubric, status: str) -> float:
 
 def score_run(rubric: Rubric, o: Outcome) -> Score:
     """One run: its scenario's points split between the rules it checked, each rule's share
-    earned by its credit (partial), or the lowest credit applied to all (not partial)."""
+    earned by its credit (partial), or the lowest credit applied to all (not partial); a rule
+    not exercised caps every credit of the run (scope "run")."""
     if o.status == SKIPPED:
         return NOTHING
     most = rubric.scenario_points(o.scenario, o.boundary)
@@ -204,6 +226,10 @@ def score_run(rubric: Rubric, o: Outcome) -> Score:
     if not total:  # nothing weighed: the scenario's result decides
         return Score(most if o.status == PASS else 0.0, most, {})
     credits = {r: _credit(rubric, s) for r, s in checked.items()}
+    if rubric.not_exercised_scope == "run" and UNEXERCISED in checked.values():
+        # what passed in a run that never showed what its scenario needs proves little
+        cap = _credit(rubric, UNEXERCISED)
+        credits = {r: min(c, cap) for r, c in credits.items()}
     if not rubric.partial:
         lowest = min(credits.values())
         credits = dict.fromkeys(credits, lowest)

@@ -44,6 +44,7 @@ def test_the_documented_default_is_the_shipped_file() -> None:
     assert rubric.source == "default" and dict(rubric.rules).keys() == set(RULES)
     spans = set(re.findall(r"`([^`\n]+)`", DOC.read_text()))
     fields = ["points", "boundary_weight", "partial", "not_exercised_penalty", "flaky"]
+    fields.append("not_exercised_scope")
     assert [f for f in fields if f"scoring.{f}" not in spans] == []
 
 
@@ -63,6 +64,7 @@ def write(tmp_path: Path, text: str) -> Path:
         ("[scoring]\nnot_exercised_penalty = 2\n", "scoring.not_exercised_penalty: must be"),
         ("[scoring]\nflaky = 'often'\n", "scoring.flaky: must be one of mean, worst, best"),
         ("[scoring]\npartial = 1\n", "scoring.partial: must be true or false"),
+        ("[scoring]\nnot_exercised_scope = 'all'\n", "not_exercised_scope: must be one of run"),
         ("[scoring]\npoint = 1\n", "scoring.point: unknown field (did you mean points?)"),
         ("[rule]\nno-miss = 1\n", "rule: unknown table (did you mean rules?)"),
         ("rules = 3\n", "rules: must be a table"),
@@ -103,11 +105,18 @@ def test_all_or_nothing_not_exercised_and_boundary_weight(tmp_path: Path) -> Non
     strict = load_rubric(write(tmp_path, "[scoring]\npartial = false\n"))
     assert score_run(strict, outcome(FAIL, no_expired=FAIL)).points == 0.0
     assert score_run(strict, outcome(PASS)).points == 10.0
+    # by default a rule not exercised voids the whole run: doing nothing passes most rules
+    assert score_run(default_rubric(), outcome(FAIL, no_miss=UNEXERCISED)).points == 0.0
     half = load_rubric(write(tmp_path, "[scoring]\nnot_exercised_penalty = 0.5\n"))
-    s = score_run(half, outcome(FAIL, no_miss=UNEXERCISED))
+    assert score_run(half, outcome(FAIL, no_miss=UNEXERCISED)).points == pytest.approx(5.0)
+    assert score_run(half, outcome(FAIL, no_miss=UNEXERCISED, no_crash=FAIL)).points == (
+        pytest.approx(5.0 - 0.5 * 10 / 18)
+    )
+    rule = load_rubric(
+        write(tmp_path, "[scoring]\nnot_exercised_penalty = 0.5\nnot_exercised_scope = 'rule'\n")
+    )
+    s = score_run(rule, outcome(FAIL, no_miss=UNEXERCISED))
     assert s.points == pytest.approx(10 - 0.5 * 10 * 3 / 18)
-    full = score_run(default_rubric(), outcome(FAIL, no_miss=UNEXERCISED))
-    assert full.points == pytest.approx(10 - 10 * 3 / 18)
     assert score_run(default_rubric(), outcome(PASS, boundary=True)).most == 20.0
 
 
