@@ -147,13 +147,14 @@ def run_bench(argv: list[str]) -> int:
 
 
 def add_harness(sub: argparse._SubParsersAction) -> None:
-    """run, replay, grade and scenarios (imported lazily)."""
-    from harness.cli import grade
+    """run, replay, grade, class and scenarios (imported lazily)."""
+    from harness.cli import classroom, grade
     from harness.cli import run as cli_run
 
     cli_run.add_run(sub)
     cli_run.add_replay(sub)
     grade.add_grade(sub)
+    classroom.add_class(sub)
     cli_run.add_scenarios(sub)
 
 
