@@ -195,6 +195,7 @@ def parser(prog: str = "python -m benchmarks.main") -> argparse.ArgumentParser:
     sub.add_parser("proxy", help="the recording proxy's overhead per op (proxy --help)")
     sub.add_parser("grade", help="wall time of a profile's battery (grade --help)")
     sub.add_parser("impl", help="implementations side by side through their adapters (impl --help)")
+    sub.add_parser("show", help="pams show's page for a 100k-event run: first render (show --help)")
     c.add_argument("--events", type=_positive, default=1_000_000, help="default 1,000,000")
     c.add_argument("--participants", type=_positive, default=10, help="default 10")
     c.add_argument("--seed", type=int, default=1, help="default 1")
@@ -221,6 +222,10 @@ def main(argv: Optional[list[str]] = None, prog: str = "python -m benchmarks.mai
         return proxybench.main(argv[1:])
     if argv[:1] == ["grade"]:
         return bench_grade(argv[1:], prog)
+    if argv[:1] == ["show"]:
+        from benchmarks import show
+
+        return show.main(argv[1:], prog)
     if argv[:1] == ["impl"]:
         from benchmarks import impl
 

@@ -34,6 +34,16 @@
     byLaneOps[ops.lane[i]].push(i);
   }
   for (i = 0; i < nDel; i++) byLaneDels[dels.lane[i]].push(i);
+  // culling: ops by invoke time (trace order) with the long ones apart; deliveries by time
+  var SHORT = H / 50, shortMax = 0, longOps = [];
+  for (i = 0; i < nOps; i++) {
+    var dur = opEnd[i] - ops.inv[i];
+    if (dur > SHORT) longOps.push(i); else shortMax = Math.max(shortMax, dur);
+  }
+  var maxLag = 0;
+  for (i = 0; i < nDel; i++) {
+    if (dels.msg[i] >= 0) maxLag = Math.max(maxLag, dels.t[i] - msgs.s0[dels.msg[i]]);
+  }
   var senderLane = msgs.op.map(function (o) { return ops.lane[o]; });
   var violOps = {}, violDels = {}, violMsgs = {};
   viol.forEach(function (v, k) {
@@ -222,10 +232,18 @@
     ctx.globalAlpha = 1; ctx.lineWidth = 1;
   }
 
+  function visibleOps() {
+    var out = longOps.filter(function (o) { return opEnd[o] >= view.t0 && ops.inv[o] <= view.t1; });
+    for (var o = bisect(ops.inv, view.t0 - shortMax); o < nOps && ops.inv[o] <= view.t1; o++) {
+      if (opEnd[o] - ops.inv[o] <= SHORT) out.push(o);
+    }
+    return out;
+  }
+
   function drawOps(counts) {
-    var lastPx = new Float64Array(nL).fill(-1e9);
-    for (var o = 0; o < nOps; o++) {
-      var a = x(ops.inv[o]), b = x(opEnd[o]);
+    var lastPx = new Float64Array(nL).fill(-1e9), shown = visibleOps();
+    for (var k = 0; k < shown.length; k++) {
+      var o = shown[k], a = x(ops.inv[o]), b = x(opEnd[o]);
       if (b < GUT - 2 || a > W) continue;
       var l = ops.lane[o], w = Math.max(2, b - a), y = laneY(l) + 5;
       if (w <= 2 && a - lastPx[l] < 1 && !violOps[o]) continue; // the same pixel again
@@ -280,7 +298,7 @@
 
   function drawArrows(counts) {
     var visible = [], d;
-    for (d = 0; d < nDel; d++) {
+    for (d = bisect(dels.t, view.t0); d < nDel && dels.t[d] <= view.t1 + maxLag; d++) {
       var t = dels.t[d];
       if (t < view.t0 && (dels.msg[d] < 0 || msgs.s0[dels.msg[d]] < view.t0)) continue;
       var m = dels.msg[d];
