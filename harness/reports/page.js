@@ -246,7 +246,7 @@
       var o = shown[k], a = x(ops.inv[o]), b = x(opEnd[o]);
       if (b < GUT - 2 || a > W) continue;
       var l = ops.lane[o], w = Math.max(2, b - a), y = laneY(l) + 5;
-      if (w <= 2 && a - lastPx[l] < 1 && !violOps[o]) continue; // the same pixel again
+      if (w <= 2 && Math.abs(a - lastPx[l]) < 1 && !violOps[o]) continue; // the same pixel again
       lastPx[l] = a;
       var out = OUTCOMES[ops.out[o]];
       ctx.globalAlpha = opShown(o) ? 1 : 0.15;

@@ -38,7 +38,7 @@ def render(data: dict[str, Any], raw_lines: list[str]) -> str:
     script = _asset("page.js").replace("</", "<\\/")
     return "".join(
         [
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n",
+            '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n',
             f"<title>{html.escape(title)}</title>\n",
             '<meta name="viewport" content="width=device-width, initial-scale=1">\n',
             f"<style>\n{_asset('page.css')}</style>\n</head>\n<body>\n",
@@ -49,7 +49,7 @@ def render(data: dict[str, Any], raw_lines: list[str]) -> str:
             '<section id="details"><h2>details</h2><p class="muted">Click an op, a delivery, '
             "a fault or a violation to see its raw events, wire bytes and process output."
             "</p></section></main>\n",
-            '<noscript><p>This page draws with JavaScript; `pams show --text TRACE` prints '
+            "<noscript><p>This page draws with JavaScript; `pams show --text TRACE` prints "
             "the same timeline in a terminal.</p></noscript>\n",
             _json_block("pams-model", data),
             _json_block("pams-trace", raw_lines),
