@@ -158,10 +158,18 @@ def add_harness(sub: argparse._SubParsersAction) -> None:
     cli_run.add_scenarios(sub)
 
 
+def add_init(sub: argparse._SubParsersAction) -> None:
+    """`pams init` (harness.cli.init, imported lazily)."""
+    from harness.cli.init import add_init as add
+
+    add(sub)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_check,
     add_show,
     add_harness,
+    add_init,
     add_bench,
 ]
 
