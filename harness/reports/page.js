@@ -579,8 +579,8 @@
     view.t0 = c - r * ns; view.t1 = view.t0 + ns; request();
   }
   function pan(frac) { var s = (view.t1 - view.t0) * frac; view.t0 += s; view.t1 += s; request(); }
-  function fit(a, b) {
-    var pad = Math.max((b - a) * 0.15, 0.05);
+  function fit(a, b, share) {
+    var pad = Math.max((b - a) * (share === undefined ? 0.02 : share), 0.05);
     view.t0 = a - pad; view.t1 = b + pad; request();
   }
   var drag = null;
@@ -640,7 +640,7 @@
         filt.msg = tokenIndex[token]; msg.title = "";
         var m = filt.msg, end = msgs.s1[m];
         for (var d = 0; d < nDel; d++) if (dels.msg[d] === m) end = Math.max(end, dels.t[d]);
-        fit(msgs.s0[m], end);
+        fit(msgs.s0[m], end, 0.3);
       }
     }
     request();
@@ -738,7 +738,7 @@
         var a = v.at, b = v.at;
         if (v.sent) { a = Math.min(a, v.sent[0]); b = Math.max(b, v.sent[1]); }
         v.got.forEach(function (t) { a = Math.min(a, t); b = Math.max(b, t); });
-        fit(a, b); open({ kind: "viol", i: k, t: v.at });
+        fit(a, b, 0.6); open({ kind: "viol", i: k, t: v.at });
       });
       ol.appendChild(li);
     });
@@ -754,7 +754,7 @@
   draw();
   window.pamsRendered = performance.now();
   window.pamsPage = { draw: draw, fit: fit, zoom: zoom, pan: pan, filter: setFilter, open: open,
-    view: view, geometry: {  // where things are drawn, in CSS pixels of the canvas (for tests)
+    view: view, horizon: H, geometry: {  // where things are drawn, in CSS pixels of the canvas (for tests)
       laneMiddle: function (l, frac) { return [x(view.t0 + frac * (view.t1 - view.t0)), laneY(l) + 44]; },
       arrowMiddle: function (d) {
         var m = dels.msg[d];

@@ -87,6 +87,23 @@ def test_a_screenshot_of_a_shipped_failing_trace_shows_lanes_arrows_and_the_viol
     assert sum(r > 180 and g < 90 and b < 90 for r, g, b in red) >= 10, "no violation mark"
 
 
+def test_the_filters_keep_one_message_or_one_participant(browser: Browser, tmp_path: Path) -> None:
+    show(browser, "basic-pass.jsonl", tmp_path)
+    assert browser.evaluate("window.pamsDrawn.arrows") == 11
+
+    def filtered(element: str, value: str) -> int:
+        browser.evaluate(
+            f"(function(){{var e = document.getElementById('{element}'); e.value = '{value}';"
+            "e.dispatchEvent(new Event('change')); var P = window.pamsPage;"
+            "P.fit(0, P.horizon); P.draw(); return 1;})()"
+        )
+        return int(browser.evaluate("window.pamsDrawn.arrows"))
+
+    assert filtered("fmsg", "M00000002") == 3  # p2's message, to p1, p2 and (at reconnect) p3
+    assert filtered("fmsg", "") == 11
+    assert filtered("fpart", "3") == 6  # p3's 4 deliveries, and its M00000003 to p1 and p2
+
+
 def test_the_page_fetches_nothing(browser: Browser, tmp_path: Path) -> None:
     browser.call("Network.enable", session=True)
     try:
