@@ -334,3 +334,22 @@ def test_written_adapter_loads_and_says_how_each_field_was_found(tmp_path: Path)
     assert "#   - the log: it wrote log.txt somewhere" in lines  # one line per item
     fields = [x for x in lines if x and not x.startswith(("#", "["))]
     assert all("  # " in x for x in fields), [x for x in fields if "  # " not in x]
+
+
+def test_reply_word_only_for_a_kept_connection_with_other_lines() -> None:
+    kept = [
+        ("request", 1, 1, b"REGISTER 1"),
+        ("reply", 1, 1, b"NOTICE 1 joined\nACK REGISTER OK\n"),
+        ("request", 1, 2, b"MSEND x"),
+        ("reply", 1, 2, b"ACK MS"),
+        ("reply", 1, 2, b"END OK\n"),
+        ("request", 1, 3, b"DISCONNECT"),
+        ("reply", 1, 3, b"ACK DISCONNECT OK\n"),
+    ]
+    assert vs.reply_word(kept) == "ACK"
+    plain = [(k, c, n, d.replace(b"NOTICE 1 joined\n", b"")) for k, c, n, d in kept]
+    assert vs.reply_word(plain) == ""  # nothing but answers: no pattern needed
+    noisy = [*kept, ("reply", 1, 2, b"NOTICE 2 joined\n"), ("reply", 1, 3, b"NOTICE 3 x\n")]
+    assert vs.reply_word(noisy) == ""  # NOTICE after every command too: which one answers?
+    one_each = [(k, c * 10 + n, n, d) for k, c, n, d in kept]  # a connection per command
+    assert vs.reply_word(one_each) == ""

@@ -26,6 +26,7 @@ class Findings:
     four_digit: bool = False
     exit_on_deregister: bool = False
     done_pattern: str = ""
+    reply_pattern: str = ""
     prompt: str = ""
     startup: float = 0.0
     why: dict[str, str] = field(default_factory=dict)
@@ -248,6 +249,13 @@ def _rest(
         f.why["done_pattern"] = (
             f"its answers have nothing in common ({', '.join(repr(a) for a in stripped[:3])}); "
             "the coordinator's reply completes each op"
+        )
+    word = vs.reply_word(list(proc.seen.wire))
+    if word:
+        f.reply_pattern = rf"(?m)^{word}\b"
+        f.why["reply_pattern"] = (
+            "it keeps one connection to the coordinator, which answers each command with a "
+            f"line starting {word!r} and sends other lines there too"
         )
     if f.prompt:
         f.why["prompt_pattern"] = f"it prints {f.prompt!r} before reading each command"

@@ -42,14 +42,18 @@ class Seen:
     errors: list[str] = field(default_factory=list)
     requests: int = 0
     replies: int = 0
+    command: int = 0  # commands written so far
+    wire: list[vs.Wire] = field(default_factory=list)  # requests and replies, in order
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def control(self, kind: str, _conn: int, _data: bytes) -> None:
+    def control(self, kind: str, conn: int, data: bytes) -> None:
         with self.lock:
             if kind == "request":
                 self.requests += 1
             elif kind in ("reply", "close"):
                 self.replies += 1
+            if kind in ("request", "reply"):
+                self.wire.append((kind, conn, self.command, data))
 
     def line(self, stream: str, text: str) -> None:
         with self.lock:
@@ -205,6 +209,8 @@ class Session:
     def send(self, proc: Proc, text: str, wait: float) -> Reaction:
         """Write one command and watch what follows for up to `wait` s."""
         n_lines, n_req, n_rep = proc.seen.mark()
+        with proc.seen.lock:
+            proc.seen.command += 1
         proc.child.write_line(text)
         end = time.monotonic() + wait
         line_at: Optional[float] = None

@@ -7,6 +7,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+Wire = tuple[str, int, int, bytes]
+"""A proxy report of the probe: ("request" | "reply", connection, command number, bytes)."""
+
 OPS = ("register", "msend", "disconnect", "reconnect", "deregister")
 ARG = {"register": "{port}", "reconnect": "{port}", "msend": "{message}"}
 
@@ -138,3 +141,31 @@ def done_pattern(answers: Sequence[str]) -> str:
         return ""
     err = styled("error", case_of(word))
     return rf"^({re.escape(word)}|{err})\b"
+
+
+def reply_word(wire: Sequence[Wire]) -> str:
+    """For a participant that keeps one control connection across commands: the one word
+    that starts a coordinator line after every command (`ACK`), when the coordinator also
+    sends other lines there (`NOTICE ...`, before or after it) and at least three commands
+    were answered; else '' (a connection per command needs no reply_pattern)."""
+    commands: dict[int, set[int]] = {}
+    for kind, conn, command, _ in wire:
+        if kind == "request":
+            commands.setdefault(conn, set()).add(command)
+    kept = {conn for conn, cmds in commands.items() if len(cmds) >= 2}
+    starts: dict[int, set[str]] = {}  # command -> first words of the lines after it
+    buffers: dict[int, str] = {}
+    for kind, conn, command, data in wire:
+        if kind != "reply" or conn not in kept:
+            continue
+        text = buffers.get(conn, "") + data.decode("utf-8", "replace")
+        *lines, buffers[conn] = text.split("\n")
+        starts.setdefault(command, set()).update(x.split()[0] for x in lines if x.split())
+    if len(starts) < 3:
+        return ""
+    common = set.intersection(*starts.values())
+    every = set.union(*starts.values())
+    if len(common) != 1 or not every - common:
+        return ""
+    word = common.pop()
+    return word if re.fullmatch(r"[A-Za-z]{1,12}", word) else ""
