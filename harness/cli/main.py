@@ -147,14 +147,15 @@ def run_bench(argv: list[str]) -> int:
 
 
 def add_harness(sub: argparse._SubParsersAction) -> None:
-    """run, replay, grade, class and scenarios (imported lazily)."""
-    from harness.cli import classroom, grade
+    """run, replay, grade, class, autograder and scenarios (imported lazily)."""
+    from harness.cli import autograder, classroom, grade
     from harness.cli import run as cli_run
 
     cli_run.add_run(sub)
     cli_run.add_replay(sub)
     grade.add_grade(sub)
     classroom.add_class(sub)
+    autograder.add_autograder(sub)
     cli_run.add_scenarios(sub)
 
 

@@ -339,14 +339,14 @@ def junit_xml(outcomes: list[Outcome], impl: str, rubric: Optional[Rubric] = Non
     return ET.tostring(root, encoding="utf-8", xml_declaration=True)
 
 
-def reproduce(o: Outcome, impl_arg: str, trace: Optional[str] = None) -> str:
+def reproduce(o: Outcome, impl_arg: str, trace: Optional[str] = None, replay: bool = True) -> str:
     """The commands that run this scenario again: the same schedule from its name and seed,
-    or from the run's trace."""
+    or (`replay`) from the run's trace."""
     seed = f" --seed {_seed(o)}" if REGISTRY[o.scenario].random else ""
     impl = shlex.quote(impl_arg)
     text = f"reproduce: pams run --impl {impl} --scenario {o.scenario}{seed}"
     shown = trace or (str(o.trace) if o.trace is not None else None)
-    if shown:
+    if shown and replay:
         text += f"\n       or: pams replay {shlex.quote(shown)} --impl {impl}"
     return text
 
@@ -370,11 +370,14 @@ def gradescope_json(
     rubric: Optional[Rubric] = None,
     impl_arg: str = "pams.toml",
     trace_names: Optional[dict[Path, str]] = None,
+    replay: bool = True,
 ) -> dict:
     """Gradescope autograder results (docs/cli.md): one test per scenario with the rubric's
     points, its first violations and the commands that reproduce it; the total score, the
-    rubric and the pass rates in the top-level output. `trace_names` shows traces by another
-    name (where the student finds them) than the grading machine's path."""
+    rubric and the pass rates in the top-level output (the most points and the rubric in
+    `extra_data`). `trace_names` shows traces by another name (where the student finds them)
+    than the grading machine's path; `replay` False leaves the trace's replay command out
+    (the trace stays on the grading machine)."""
     rubric = rubric or default_rubric()
     scores = scenario_scores(outcomes, rubric)
     tests = []
@@ -394,7 +397,7 @@ def gradescope_json(
             output = f"{SHORT[result]}{rate}: {shown.first_violation or shown.detail}"
         trace = (trace_names or {}).get(shown.trace) if shown.trace is not None else None
         if result != SKIPPED:
-            output += "\n" + reproduce(shown, impl_arg, trace)
+            output += "\n" + reproduce(shown, impl_arg, trace, replay)
         if result in (FAIL, ERROR) and shown.first_violation:
             output += "\n\n" + shown.detail
         tests.append(
@@ -412,11 +415,16 @@ def gradescope_json(
     passed, counted = scenario_score(outcomes)
     return {
         "score": round(battery.points, 4),
-        "max_score": round(battery.most, 4),
         "execution_time": round(sum(o.seconds for o in outcomes)),
         "output": f"{passed}/{counted} scenarios pass; points {pts(battery.points)}/"
         f"{pts(battery.most)}\n{rubric.describe()}",
         "visibility": "visible",
         "stdout_visibility": "visible",
+        "extra_data": {
+            "max_score": round(battery.most, 4),
+            "scenarios_passed": passed,
+            "scenarios_counted": counted,
+            "rubric": rubric.to_json(),
+        },
         "tests": tests,
     }
