@@ -51,6 +51,8 @@
     v.dels.forEach(function (d) { (violDels[d] = violDels[d] || []).push(k); });
     if (v.msg >= 0) (violMsgs[v.msg] = violMsgs[v.msg] || []).push(k);
   });
+  var violLanes = {};
+  viol.forEach(function (v) { violLanes[v.lane] = true; });
   var tokenIndex = {};
   msgs.token.forEach(function (t, k) { tokenIndex[t] = k; });
 
@@ -168,7 +170,7 @@
       ctx.globalAlpha = laneShown(l) ? 1 : 0.35;
       ctx.fillStyle = l === 0 ? "#37474f" : "#1d1d1f";
       ctx.fillText(laneName(l), 8, laneY(l) + 14);
-      if (M.viol.some(function (v) { return v.lane === l; })) {
+      if (violLanes[l]) {
         ctx.fillStyle = COLORS.violation; ctx.fillText("⚠", 8, laneY(l) + 32);
       }
     }
