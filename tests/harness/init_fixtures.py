@@ -3,6 +3,8 @@ student could hand in (coordinator.py and participant.py), for the `pams init` t
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Optional
@@ -25,6 +27,20 @@ if __name__ == "__main__":
     {run}
 '''
 
+JAVA_SHIM = """// {role} of a pams init fixture: the reference's {role}, started from Java.
+public class {cls} {{
+    public static void main(String[] args) throws Exception {{
+        java.util.List<String> argv = new java.util.ArrayList<>();
+        argv.add({python});
+        argv.add("-m");
+        argv.add("reference.{role}");
+        argv.addAll(java.util.Arrays.asList(args));
+        Process p = new ProcessBuilder(argv).inheritIO().start();
+        System.exit(p.waitFor());
+    }}
+}}
+"""
+
 
 def _run(program: str, role: str) -> str:
     if program == "reference":
@@ -42,6 +58,16 @@ def materialize(name: str, into: Path, spec: Optional[dict] = None) -> Path:
     d.mkdir(parents=True)
     for role in ("coordinator", "participant"):
         program, *switches = spec[role]
+        if program.endswith(".java"):
+            shutil.copy(FIXTURES / program, d / Path(program).name)
+            continue
+        if switches == ["java"]:
+            (d / f"{role.capitalize()}.java").write_text(
+                JAVA_SHIM.format(
+                    cls=role.capitalize(), python=json.dumps(sys.executable), role=role
+                )
+            )
+            continue
         text = SHIM.format(role=role, name=name, switches=switches, run=_run(program, role))
         (d / f"{role}.py").write_text(text)
     return d

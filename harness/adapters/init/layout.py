@@ -215,7 +215,8 @@ def role_score(role: str, cand: Candidate, readme: str) -> int:
     5 for one containing it, +2 when the README names it on a line mentioning the role;
     0 when the name fits the other role better."""
     stem = PurePosixPath(cand.path).stem.lower()
-    names = {stem, cand.name.rsplit(".", 1)[-1].lower()}  # Java: the class without package
+    simple = cand.name.rsplit(".", 1)[-1].lower() if cand.path.endswith(".java") else stem
+    names = {stem, simple}
     score = 0
     for word in ROLE_WORDS[role]:
         if word in names:
