@@ -132,3 +132,22 @@ def test_each_grade_failure_line_names_the_page(tmp_path: Path) -> None:
     lines = text.splitlines()
     assert f"  a: {tmp_path / 'a' / 'trace.jsonl'}  page: {pages[0]}" in lines
     assert f"  b: {tmp_path / 'b' / 'trace.jsonl'}" in lines  # no page written: none named
+
+
+def test_pams_runs_report_names_the_page_it_wrote_beside_the_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import argparse
+
+    from harness.cli.run import report
+    from harness.running.runner import RunResult
+
+    trace = tmp_path / "trace.jsonl"
+    shutil.copy(TRACES / "fail-no-miss.jsonl", trace)
+    result = RunResult("fail-no-miss", tmp_path, trace, seconds=1.0)
+    assert report(result, argparse.Namespace(json=False)) == 1
+    assert capsys.readouterr().out.splitlines()[-1] == f"page: {tmp_path / 'trace.html'}"
+    assert report(result, argparse.Namespace(json=True)) == 1
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["page"] == str(tmp_path / "trace.html") and shown["verdict"] == "fail"
+    assert (tmp_path / "trace.html").is_file()
