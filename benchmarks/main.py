@@ -195,6 +195,7 @@ def parser(prog: str = "python -m benchmarks.main") -> argparse.ArgumentParser:
     sub.add_parser("proxy", help="the recording proxy's overhead per op (proxy --help)")
     sub.add_parser("grade", help="wall time of a profile's battery (grade --help)")
     sub.add_parser("impl", help="implementations side by side through their adapters (impl --help)")
+    sub.add_parser("class", help="submissions/hour of pams class, and the ratio to the limit")
     sub.add_parser("show", help="pams show's page for a 100k-event run: first render (show --help)")
     c.add_argument("--events", type=_positive, default=1_000_000, help="default 1,000,000")
     c.add_argument("--participants", type=_positive, default=10, help="default 10")
@@ -230,6 +231,10 @@ def main(argv: Optional[list[str]] = None, prog: str = "python -m benchmarks.mai
         from benchmarks import impl
 
         return impl.main(argv[1:], prog)
+    if argv[:1] == ["class"]:
+        from benchmarks import classbench
+
+        return classbench.main(argv[1:], prog)
     args = parser(prog).parse_args(argv)
     try:
         fig = bench_checkers(args)
