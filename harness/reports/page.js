@@ -369,7 +369,16 @@
     ctx.lineWidth = 1;
   }
 
+  function labelRow(placed, lane, a, b) { // the first of 3 rows where [a, b] is free, else -1
+    var taken = placed[lane] = placed[lane] || [[], [], []];
+    for (var r = 0; r < 3; r++) {
+      if (taken[r].every(function (s) { return b < s[0] - 4 || a > s[1] + 4; })) { taken[r].push([a, b]); return r; }
+    }
+    return -1;
+  }
+
   function drawViolations(counts) {
+    var placed = {};
     ctx.lineWidth = 2.5;
     viol.forEach(function (v, k) {
       if (!violShown(v)) return;
@@ -393,9 +402,9 @@
         ctx.moveTo(ax + 5, y + 31); ctx.lineTo(ax - 5, y + 41); ctx.stroke();
       }
       ctx.fillStyle = COLORS.violation; ctx.font = "bold 11px system-ui, sans-serif";
-      var label = "⚠ " + v.rule;
-      var lx = Math.min(Math.max(ax + 6, GUT + 2), W - ctx.measureText(label).width - 4);
-      ctx.fillText(label, lx, y + 24);
+      var label = "⚠ " + v.rule + (v.unexercised ? " (not exercised)" : ""), tw = ctx.measureText(label).width;
+      var lx = Math.min(Math.max(ax + 6, GUT + 2), W - tw - 4), row = labelRow(placed, v.lane, lx, lx + tw);
+      if (row >= 0) ctx.fillText(label, lx, y + 24 + 11 * row);
       ctx.font = "11px system-ui, sans-serif";
       counts.violations++;
     });
