@@ -6,6 +6,7 @@ interrupted and started again on the same directory grades only what was unfinis
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -194,6 +195,7 @@ class _Task:
         return (self.sub.index, 1 if self.scenario else 0, 0, self.k)
 
 
+@functools.cache
 def expected_seconds(name: str) -> float:
     """A run's expected length: its schedule, drain and start-up."""
     sc = get_scenario(name)
