@@ -114,7 +114,7 @@ def cmd_show(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         print(text)
         return 0 if verdict.passed else 1
-    from harness.reports.pagefile import write_page
+    from harness.reports.pagefile import default_path, write_page
 
     try:
         page, verdict = write_page(Path(args.trace), args.output)
@@ -122,7 +122,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"pams show: {e}", file=sys.stderr)
         return EXIT_ERROR
     except OSError as e:
-        where = e.filename or args.output or args.trace
+        where = args.output or default_path(Path(args.trace))
         print(f"pams show: {where}: cannot write the page: {e.strerror or e}", file=sys.stderr)
         return EXIT_ERROR
     print(f"{args.trace}: {verdict.verdict.upper()}; page: {page}")
