@@ -52,9 +52,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Capture
     assert err.count("\n") == 1 and f"{bad}:1: bad JSON" in err
     assert not list(tmp_path.glob("*.html"))
     good = TRACES / "basic-pass.jsonl"
-    assert main(["show", str(good), "-o", str(tmp_path / "no" / "such" / "dir.html")]) == 2
+    nowhere = tmp_path / "no" / "such" / "dir.html"
+    assert main(["show", str(good), "-o", str(nowhere)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot write the page" in err
+    assert err.count("\n") == 1 and f"pams show: {nowhere}: cannot write the page" in err
 
 
 def embedded(page: Path, element_id: str) -> object:
