@@ -8,6 +8,7 @@ and builds clashing Java programs apart. The full fixture matrix is tests/test_h
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -16,6 +17,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import psutil
 import pytest
 
 from harness.adapters.adapter import Adapter, load_adapter
@@ -106,6 +108,18 @@ def test_every_quirk_at_once_is_inferred_and_the_check_passes(inferred: dict) ->
     text = path.read_text()
     assert "Could not infer" not in text, text
     assert "# it exited (status 0) right after a deregister" in text
+
+
+def test_nothing_is_left_running(inferred: dict) -> None:
+    """No program of the probed submissions runs once init returned (they are started by
+    their path under the submission's directory)."""
+    mine = {str(d) for d, _, _ in inferred.values()}
+    left = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(d in " ".join(proc.info["cmdline"] or ()) for d in mine):
+                left.append(proc.info["cmdline"])
+    assert left == []
 
 
 def same_fields(hand: Adapter, mine: Adapter) -> None:
