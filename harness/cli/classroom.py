@@ -20,7 +20,7 @@ from harness.reports.classroom import (
     submissions,
 )
 from harness.reports.classsummary import Row, write_summary
-from harness.reports.grade import pts
+from harness.reports.grade import plural, pts
 from harness.reports.rubric import Rubric, RubricError, load_rubric
 from harness.scenarios.registry import PROFILES, REGISTRY, profile
 
@@ -105,7 +105,7 @@ def cmd_class(args: argparse.Namespace) -> int:
     if results:
         say(f"kept {len(results)} finished from an earlier run in {out}: {', '.join(results)}")
     say(
-        f"grading {len(todo)} of {len(subs)} submissions: {len(names)} scenarios"
+        f"grading {len(todo)} of {len(subs)} submissions: {plural(len(names), 'scenario')}"
         + (f" x {args.repeat}" if args.repeat > 1 else "")
         + f", {args.jobs} runs at a time, into {out}"
     )

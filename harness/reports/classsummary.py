@@ -19,8 +19,9 @@ from typing import Any, Optional
 from checkers import RULES
 from harness.reports.battery import ERROR, FAIL, PASS, SKIPPED, Outcome
 from harness.reports.classroom import Plan, Result
-from harness.reports.grade import grouped, overall, pts, report, scenario_scores
+from harness.reports.grade import grouped, overall, plural, pts, report, scenario_scores
 from harness.reports.rubric import Rubric, total
+from harness.scenarios.registry import get_scenario
 
 BINS = 5  # histogram bars: 0-20 %, ..., 80-100 % of the points
 
@@ -45,7 +46,7 @@ class Row:
 
     @property
     def percent(self) -> Optional[float]:
-        return 100.0 * self.points / self.most if self.most and not self.reason else None
+        return 100.0 * self.points / self.most if self.most else None
 
 
 def _rel(path: Path, base: Path) -> str:
@@ -63,9 +64,15 @@ def run_page(o: Outcome) -> Optional[Path]:
     return beside if beside.is_file() else o.trace
 
 
-def row(r: Result, rubric: Rubric, out: Path) -> Row:
+def most_points(rubric: Rubric, plan: Plan) -> float:
+    """The most a submission can earn on the plan's scenarios."""
+    return sum(rubric.scenario_points(n, get_scenario(n).boundary) for n in plan.scenarios)
+
+
+def row(r: Result, rubric: Rubric, out: Path, plan: Plan) -> Row:
     scores = scenario_scores(list(r.outcomes), rubric) if r.outcomes else {}
     battery = total(list(scores.values()))
+    most = most_points(rubric, plan) if r.reason else battery.most  # could not run: 0 of all
     groups = grouped(r.outcomes)
     results = {n: overall(runs) for n, runs in groups.items()}
     failed = tuple(n for n, s in results.items() if s in (FAIL, ERROR))
@@ -80,8 +87,8 @@ def row(r: Result, rubric: Rubric, out: Path) -> Row:
     return Row(
         name=r.name,
         adapter=r.adapter,
-        points=battery.points,
-        most=battery.most,
+        points=0.0 if r.reason else battery.points,
+        most=most,
         rules=dict(battery.rules),
         passed=counted.count(PASS),
         counted=len(counted),
@@ -100,7 +107,7 @@ def ordered(rows: Sequence[Row]) -> list[Row]:
 
 
 def submission_report(r: Result, rubric: Rubric, plan: Plan, out: Path) -> str:
-    selection = f"{len(plan.scenarios)} scenarios"
+    selection = plural(len(plan.scenarios), "scenario")
     if r.reason:
         log = out / r.name / "build.log"
         more = f"\nbuild output: {_rel(log, out)}" if log.is_file() else ""
@@ -162,7 +169,7 @@ def write_summary(results: Sequence[Result], rubric: Rubric, plan: Plan, out: Pa
     for r in results:
         (out / r.name).mkdir(parents=True, exist_ok=True)
         (out / r.name / "report.txt").write_text(submission_report(r, rubric, plan, out))
-    rows = ordered([row(r, rubric, out) for r in results])
+    rows = ordered([row(r, rubric, out, plan) for r in results])
     _replace(out / "summary.csv", csv_text(rows))
     _replace(out / "summary.json", json.dumps(summary_json(rows, rubric, plan), indent=1) + "\n")
     _replace(out / "index.html", index_html(rows, rubric, plan))
@@ -260,11 +267,12 @@ def index_html(rows: Sequence[Row], rubric: Rubric, plan: Plan) -> str:
         if shares:
             hists.append(histogram(r, shares))
     repeat = f", each {plan.repeat} times" if plan.repeat > 1 else ""
+    scenarios = plural(len(plan.scenarios), "scenario")
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>pams class</title>'
         f"<style>{STYLE}</style></head><body>\n"
         f"<h1>pams class: {len(rows)} submissions</h1>\n"
-        f"<p>{len(plan.scenarios)} scenarios{repeat}: {_e(', '.join(plan.scenarios))}</p>\n"
+        f"<p>{scenarios}{repeat}: {_e(', '.join(plan.scenarios))}</p>\n"
         f"<p>{_e(rubric.describe())}</p>\n"
         f'<h2>The class, per rule</h2><div class="hists">{"".join(hists)}</div>\n'
         "<h2>Submissions</h2><p>Click a heading to sort; a submission links to its report, "
