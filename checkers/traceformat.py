@@ -47,3 +47,9 @@ def probe(kind: str, participant: str, port: int, ok: bool, **fields: Any) -> Ev
 def process(target: str, event: str, **fields: Any) -> Event:
     """A process of the implementation started, exited, was killed, paused, restarted."""
     return {"type": "process", "target": target, "event": event, **fields}
+
+
+def limit(kind: str, target: str, detail: str, **fields: Any) -> Event:
+    """A resource limit of the run was reached (memory, processes, cpu, file_size); checkers
+    ignore it, reports show `detail`."""
+    return {"type": "limit", "limit": kind, "target": target, "detail": detail, **fields}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
+from harness.running.limits import Limits
 from harness.running.opmachine import COMPLETE_ON, DEFAULT_REFUSAL, EITHER, REPLY, Policy
 
 if sys.version_info >= (3, 11):
@@ -193,6 +194,7 @@ class Adapter:
     clock: ClockSpec = ClockSpec()
     timing: Timing = Timing()
     proxy: ProxySpec = ProxySpec()
+    limits: Limits = Limits()
 
     @property
     def serialized(self) -> bool:
@@ -411,6 +413,31 @@ def _regex(value: object) -> Optional[str]:
     return None
 
 
+_SIZE_RE = re.compile(r"(\d+)\s*([KMG]i?B?|B)?", re.IGNORECASE)
+_SCALE = {"": 1, "B": 1, "K": 2**10, "M": 2**20, "G": 2**30}
+
+
+def parse_size(value: object) -> Optional[int]:
+    """Bytes from an integer or a string like "256M", "2 GiB", "512k" (None if neither)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    match = _SIZE_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        return None
+    unit = (match.group(2) or "").upper()[:1]
+    return int(match.group(1)) * _SCALE[unit]
+
+
+def _byte_size(value: object) -> Optional[str]:
+    ok = parse_size(value) is not None
+    return None if ok else 'must be a size: bytes, or a string like "256M" or "2G" (0: no limit)'
+
+
+def _count(value: object) -> Optional[str]:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return None if ok else "must be a whole number (0: no limit)"
+
+
 @dataclass(frozen=True)
 class _Field:
     """One key of the adapter file: its check (a reason, or None when valid) and whether it must
@@ -453,6 +480,13 @@ _SCHEMA: dict[str, dict[str, _Field]] = {
     "clock": {"fake_monotonic": _Field(_bool)},
     "timing": {"startup": _Field(_positive), "op_timeout": _Field(_positive)},
     "proxy": {"rewrite_ports": _Field(_bool)},
+    "limits": {
+        "memory": _Field(_byte_size),
+        "processes": _Field(_count),
+        "cpu": _Field(_non_negative),
+        "file_size": _Field(_byte_size),
+        "open_files": _Field(_count),
+    },
 }
 TABLES = tuple(t for t in _SCHEMA if t)
 
@@ -611,7 +645,13 @@ def _adapter(path: Path, raw: dict[str, object]) -> Adapter:
         clock=ClockSpec(**_section(raw, "clock")),
         timing=Timing(**_section(raw, "timing")),
         proxy=ProxySpec(**_section(raw, "proxy")),
+        limits=_limits(_section(raw, "limits")),
     )
+
+
+def _limits(section: dict[str, object]) -> Limits:
+    sizes = {k: parse_size(v) for k, v in section.items() if k in ("memory", "file_size")}
+    return Limits(**{**section, **sizes})  # type: ignore[arg-type]  # checked by the schema
 
 
 def load_adapter(ref: str) -> Adapter:

@@ -148,7 +148,7 @@ def run_bench(argv: list[str]) -> int:
 
 def add_harness(sub: argparse._SubParsersAction) -> None:
     """run, replay, grade, class, autograder and scenarios (imported lazily)."""
-    from harness.cli import autograder, classroom, grade
+    from harness.cli import autograder, classroom, doctor, grade
     from harness.cli import run as cli_run
 
     cli_run.add_run(sub)
@@ -157,6 +157,7 @@ def add_harness(sub: argparse._SubParsersAction) -> None:
     classroom.add_class(sub)
     autograder.add_autograder(sub)
     cli_run.add_scenarios(sub)
+    doctor.add_doctor(sub)
 
 
 def add_init(sub: argparse._SubParsersAction) -> None:

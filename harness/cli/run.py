@@ -17,6 +17,7 @@ from harness.adapters.adapter import Adapter, AdapterError, load_adapter
 from harness.cli.options import add_impl
 from harness.exits import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
 from harness.reports.battery import page_beside
+from harness.running import sandbox
 from harness.running.runner import RunResult, fresh_dir, run_scenario
 from harness.scenarios.model import Scenario, ScenarioError, from_json, load_file
 from harness.scenarios.registry import PROFILES, REGISTRY, get_scenario
@@ -157,6 +158,7 @@ def run_and_report(
             print(f"[{time.monotonic() - started:6.2f}s] {message}", file=sys.stderr, flush=True)
 
     progress(f"{scenario.name} against {adapter.name}, recording into {out}")
+    progress(sandbox.detect().describe())
     main_thread = threading.current_thread() is threading.main_thread()
     if main_thread:  # SIGTERM stops a run as Ctrl-C does (signals reach the main thread only)
         previous = signal.signal(signal.SIGTERM, interrupt)

@@ -22,6 +22,7 @@ from harness.adapters.adapter import Adapter
 from harness.exits import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
 from harness.reports.battery import ERROR, FAIL, NA, PASS, SKIPPED, UNEXERCISED, Outcome, run_one
 from harness.reports.rubric import Rubric, Score, default_rubric, score_repeats, total
+from harness.running import sandbox as sb
 from harness.running.runner import abort_all
 from harness.scenarios.registry import DEFAULT_SEED, REGISTRY
 
@@ -150,7 +151,7 @@ def report(
     heads = [COLUMN.get(r, r) for r in RULES]
     cols = [max(len(h), 4) for h in heads]
     times = f", each scenario {repeat} times" if repeat > 1 else ""
-    lines = [f"pams grade: {impl}, {selection}{times}", ""]
+    lines = [f"pams grade: {impl}, {selection}{times}", sb.detect().describe(), ""]
     header = " ".join(f"{h:>{c}}" for h, c in zip(heads, cols))
     lines.append(f"{'scenario':<{width}}  {header}  result  points")
     for name, runs in groups.items():

@@ -340,8 +340,10 @@ class Child:
         on_exit: Optional[ExitCallback],
         prompt: Optional[re.Pattern[str]] = None,
         output_dir: Optional[Path] = None,
+        wrapped: bool = False,
     ) -> None:
         self.target = target
+        self._wrapped = wrapped
         self._prompt = prompt
         self._output_dir = output_dir
         self.pid = popen.pid
@@ -553,7 +555,7 @@ class Child:
         return True
 
     def _watch(self) -> None:
-        returncode = self._popen.wait()
+        returncode = unwrap_status(self._popen.wait()) if self._wrapped else self._popen.wait()
         self.drain(EXIT_DRAIN)  # its last lines come before its exit (unless a descendant holds on)
         with self._lock:
             self._returncode = returncode
@@ -606,6 +608,15 @@ def _read_some(poller: select.poll, fd: int) -> Optional[bytes]:
         if exc.errno == errno.EIO:
             return b""
         raise
+
+
+def unwrap_status(returncode: int) -> int:
+    """The program's status from its wrapper's (bwrap, sh): death by signal N comes out as exit
+    code 128 + N there, and as -N here, as if the program had been started directly."""
+    signo = returncode - 128
+    if 0 < signo < signal.NSIG and signo in signal.valid_signals():
+        return -signo
+    return returncode
 
 
 def kill_if_same(pid: int, start: int) -> bool:
@@ -674,10 +685,13 @@ class Supervisor:
         stdin: bool = True,
         on_line: Optional[LineCallback] = None,
         prompt: Optional[re.Pattern[str]] = None,
+        wrapped: bool = False,
     ) -> Child:
         """Start `argv` in `cwd` as its own process group, stdout/stderr recorded line by line;
         `on_line(stream, line)` sees every line (ANSI-free); stdout text ending with a match of
-        `prompt` counts as a line without its newline. Raises StartError (one line)."""
+        `prompt` counts as a line without its newline; `wrapped`: argv runs the program under
+        a wrapper (sandbox, limits) whose exit 128 + N means death by signal N. Raises
+        StartError (one line)."""
         if self._closing:
             raise StartError(f"{target}: cannot start: the run is being torn down")
         if not argv:
@@ -685,7 +699,7 @@ class Supervisor:
         full_env = {**os.environ, **env, RUN_ID_VAR: self.run_id, MARKER_VAR: self.marker}
         popen, fds = _spawn(target, argv, cwd, full_env, stdin)
         child = Child(
-            target, popen, fds, self._emit, self._cap, on_line, self._on_exit, prompt, cwd
+            target, popen, fds, self._emit, self._cap, on_line, self._on_exit, prompt, cwd, wrapped
         )
         self._children.append(child)  # from here on, close() kills it whatever happens next
         try:

@@ -17,14 +17,16 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 from checkers import traceformat as tf
 from harness.adapters import adapter as adapters
 from harness.adapters.adapter import Adapter
+from harness.running import limits as lim
 from harness.running import opmachine as om
+from harness.running import sandbox as sb
 from harness.running.opmachine import OpMachine
 from harness.running.pacing import Pacer
 from harness.running.ports import PortPicker, bind_error
@@ -102,6 +104,9 @@ def abort_all() -> None:
     for run in runs:
         run.aborted = True
         run.stop.set()
+    from harness.running import isolated
+
+    isolated.stop_all()  # runs in sandboxes: each is asked to do the same
 
 
 def require_empty(path: Path, what: str) -> Path:
@@ -129,13 +134,76 @@ def run_scenario(
     scenario: Scenario,
     out_dir: Path,
     progress: Optional[Progress] = None,
+    sandboxed: Optional[bool] = None,
 ) -> RunResult:
     """Run `scenario` against `adapter`, recording into `out_dir` (created; must be empty or
     absent, else ValueError: old logs there would read as deliveries). Never raises for the
-    implementation's misbehaviour: see RunResult."""
+    implementation's misbehaviour: see RunResult. With `sandboxed` (default: whenever a
+    sandbox works here, harness.running.sandbox) the run happens in its own sandbox."""
     out = require_empty(Path(out_dir), "run directory")
+    say = progress or (lambda _m: None)
     # absolute: each process runs in its own directory, so {config}/{log} must not be relative
-    return _Run(adapter, scenario, out.absolute(), progress or (lambda _m: None)).execute()
+    out = out.absolute()
+    sandbox = sb.detect("auto") if sandboxed else sb.detect() if sandboxed is None else None
+    if sandbox is None or sandbox.kind == "none":
+        return _Run(adapter, scenario, out, say, build=True).execute()
+    from harness.running import isolated
+
+    start = time.monotonic()
+    failed = _build(adapter, out)
+    if failed:
+        return RunResult(scenario.name, out, None, error=failed, seconds=time.monotonic() - start)
+    skipped = clock_skip_reason(adapter, scenario, out) if scenario.needs_clock else None
+    if skipped:  # measured here, once per process, not in every run's own process
+        return RunResult(
+            scenario.name, out, None, skipped=skipped, seconds=time.monotonic() - start
+        )
+    job = {"adapter": adapter, "scenario": scenario, "out_dir": out}
+    return isolated.run(job, sandbox, say)
+
+
+def run_prepared(
+    adapter: Adapter, scenario: Scenario, out_dir: Path, progress: Optional[Progress] = None
+) -> RunResult:
+    """The run itself, in a sandbox's process: the parent checked `out_dir`, built the
+    implementation and checked clock injection (run_scenario)."""
+    return _Run(adapter, scenario, out_dir, progress or (lambda _m: None), build=False).execute()
+
+
+def clock_skip_reason(adapter: Adapter, sc: Scenario, run_dir: Path) -> Optional[str]:
+    """Why this scenario's clock faults cannot be applied faithfully here, or None: each
+    runtime that gets a fake clock is self-tested once (harness.running.clock.selftest)."""
+    from harness.running import clock
+
+    needs: dict[str, str] = {}  # process kind -> the strongest clock fault it gets
+    for target, _ in sc.clock_offsets:
+        needs.setdefault(_kind(target), "clock_offset")
+    for step in sc.steps:
+        if step.action == "clock_step":
+            needs[_kind(step.target)] = "clock_step"
+    for kind, fault in sorted(needs.items()):
+        spec = adapter.coordinator if kind == "coordinator" else adapter.participant
+        runtime = clock.runtime_of(spec.cmd[0])
+        try:
+            support = clock.selftest(runtime, adapter.clock.fake_monotonic, _cache_dir())
+            clock.FakeClock(run_dir / "clock-check", 0.0, False).env()
+        except clock.ClockUnavailable as e:
+            return f"clock faults skipped: {e}"
+        reason = support.skip_reason(fault)
+        if reason:
+            return f"{fault} skipped for the {kind} ({runtime}): {reason}"
+    return None
+
+
+def _build(adapter: Adapter, out: Path) -> Optional[str]:
+    """Build the implementation once per process; why it failed (output in build.log)."""
+    try:
+        adapters.build(adapter)
+    except adapters.BuildError as e:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "build.log").write_text(getattr(e, "output", "") or "")
+        return f"{e} (output in {out / 'build.log'})"
+    return None
 
 
 class _Run:
@@ -145,8 +213,13 @@ class _Run:
     out what the machine decides, injects faults (a table per fault), probes ports, and tears
     everything down. It records and never judges."""
 
-    def __init__(self, adapter: Adapter, sc: Scenario, run_dir: Path, progress: Progress):
+    def __init__(
+        self, adapter: Adapter, sc: Scenario, run_dir: Path, progress: Progress, build: bool
+    ):
         self.adapter, self.sc, self.run_dir, self.say = adapter, sc, run_dir, progress
+        self.build = build
+        self.sandbox = sb.inside() or sb.Sandbox("none", sb.detect().reason)
+        self.cgroup: Optional[lim.RunCgroup] = None
         self.run_id = uuid.uuid4().hex[:12]
         self.ports = PortPicker(*adapter.ports)
         self.op_ids = itertools.count(1)
@@ -219,42 +292,20 @@ class _Run:
 
     def _prepare(self) -> Optional[str]:
         """Build the implementation once; check clock injection when the scenario needs it."""
-        try:
-            adapters.build(self.adapter)
-        except adapters.BuildError as e:
-            (self.run_dir / "build.log").write_text(getattr(e, "output", "") or "")
-            raise RunError(f"{e} (output in {self.run_dir / 'build.log'})") from None
-        return self._clock_check() if self.sc.needs_clock else None
-
-    def _clock_check(self) -> Optional[str]:
-        """Why this scenario's clock faults cannot be applied faithfully here, or None: each
-        runtime that gets a fake clock is self-tested once (harness.running.clock.selftest)."""
-        from harness.running import clock
-
-        needs: dict[str, str] = {}  # process kind -> the strongest clock fault it gets
-        for target, _ in self.sc.clock_offsets:
-            needs.setdefault(_kind(target), "clock_offset")
-        for step in self.sc.steps:
-            if step.action == "clock_step":
-                needs[_kind(step.target)] = "clock_step"
-        for kind, fault in sorted(needs.items()):
-            spec = self.adapter.coordinator if kind == "coordinator" else self.adapter.participant
-            runtime = clock.runtime_of(spec.cmd[0])
-            try:
-                support = clock.selftest(runtime, self.adapter.clock.fake_monotonic, _cache_dir())
-                clock.FakeClock(self.run_dir / "clock-check", 0.0, False).env()
-            except clock.ClockUnavailable as e:
-                return f"clock faults skipped: {e}"
-            reason = support.skip_reason(fault)
-            if reason:
-                return f"{fault} skipped for the {kind} ({runtime}): {reason}"
-        return None
+        if not self.build:  # the parent of a sandboxed run did both
+            return None
+        failed = _build(self.adapter, self.run_dir)
+        if failed:
+            raise RunError(failed)
+        return (
+            clock_skip_reason(self.adapter, self.sc, self.run_dir) if self.sc.needs_clock else None
+        )
 
     @contextlib.contextmanager
     def _port_lock(self) -> Iterator[None]:
         """Serialize runs of adapters with a hard-coded coordinator port (docs/adapter.md)."""
         port = self.adapter.coordinator.port
-        if not port:
+        if not port or self.sandbox.kind != "none":  # a sandbox has a network of its own
             yield
             return
         path = Path(tempfile.gettempdir()) / f"pams-port-{port}.lock"
@@ -270,6 +321,8 @@ class _Run:
         from harness.running.logwatch import LogWatchers
         from harness.running.procs import StartError, Supervisor, listening_ports
 
+        if self.sandbox.kind != "none":
+            self.cgroup = lim.RunCgroup.create(self.run_id, self.adapter.limits)
         self.rec = Recorder(trace, self._header())
         self.sup = Supervisor(self.run_id, self.rec.emit, on_exit=self._on_exit)
         self.hub = ProxyHub(self._emit, listening=listening_ports)
@@ -297,6 +350,7 @@ class _Run:
         with _signals_deferred():  # a second Ctrl-C must not cut the kill short
             with contextlib.suppress(Exception):
                 self.sup.close()
+            self._limits_reached()
             with contextlib.suppress(Exception):
                 self.logs.close()  # a final read and flush of every log
             with contextlib.suppress(Exception):
@@ -322,6 +376,8 @@ class _Run:
             op_timeout=a.timing.op_timeout,
             exit_on_deregister=a.participant.exit_on_deregister,
             harness={"python": sys.version.split()[0]},
+            sandbox=self.sandbox.header(),
+            limits={**asdict(a.limits), "enforced_by": self._enforcement()},
         )
         if sc.tolerance is not None:
             header["tolerance"] = sc.tolerance
@@ -381,9 +437,10 @@ class _Run:
         self.say(f"starting the coordinator on port {port}")
         self.coordinator = self.sup.start(
             COORDINATOR,
-            a.coordinator_argv(values),
+            self._contained(a.coordinator_argv(values), workdir),
             workdir,
             self._env(values, self.coordinator_clock),
+            wrapped=self.sandbox.isolates_files,  # bwrap reports death by signal N as 128 + N
         )
         self._clock_fault(COORDINATOR, self.coordinator_clock)
         for line in a.preamble("coordinator", values):
@@ -413,7 +470,8 @@ class _Run:
         values = self._participant_values(part)
         config.write_text(a.participant_config(values))
         part.clock = self._fake_clock(p, workdir)
-        part.watcher = self.logs.watch(part.log, p, self.rec.emit)  # type: ignore[union-attr]
+        cap = self.adapter.limits.file_size
+        part.watcher = self.logs.watch(part.log, p, self.rec.emit, cap)  # type: ignore[union-attr]
         part.watcher.start()
         self._spawn(part)
         self._clock_fault(p, part.clock)
@@ -437,14 +495,48 @@ class _Run:
         self._feed(part, om.Restarted(self._now()))
         part.child = self.sup.start(
             part.pid,
-            self.adapter.participant_argv(values),
+            self._contained(self.adapter.participant_argv(values), part.workdir),
             part.workdir,
             self._env(values, part.clock),
             on_line=lambda stream, line, p=part.pid: self._line(p, stream, line),
             prompt=self.adapter.commands.prompt_re,
+            wrapped=self.sandbox.isolates_files,  # bwrap reports death by signal N as 128 + N
         )
         for line in self.adapter.preamble("participant", values):
             part.child.write_line(line)
+
+    def _contained(self, argv: list[str], workdir: Path) -> list[str]:
+        """`argv` inside the run's limits and, with bubblewrap, its filesystem view (as is
+        without a sandbox)."""
+        if self.sandbox.kind == "none":
+            return argv
+        view = sb.view_for(workdir, self.adapter.workdir, self.run_dir, sb.runtime_paths())
+        return [
+            *lim.prelude(self.cgroup),
+            *sb.inner_argv(self.sandbox, view),
+            *lim.rlimits(self.adapter.limits, self.cgroup),
+            *argv,
+        ]
+
+    def _enforcement(self) -> str:
+        if self.sandbox.kind == "none":
+            return "none (limits apply inside a sandbox)"
+        cgroup = (
+            f"cgroup v{self.cgroup.version}"
+            if self.cgroup
+            else "no cgroup (memory and cpu not limited)"
+        )
+        rlimit = "prlimit" if lim.rlimits(self.adapter.limits, None) else "no prlimit"
+        return f"{cgroup}, {rlimit}"
+
+    def _limits_reached(self) -> None:
+        """Record each limit the run's programs reached, then remove the run's cgroup."""
+        if self.cgroup is None:
+            return
+        for hit in self.cgroup.hits():
+            self.notes.append(hit.detail)
+            self._emit(tf.limit(hit.limit, "run", hit.detail))
+        self.cgroup.close()
 
     def _clock_fault(self, target: str, fake_clock: Any) -> None:
         if fake_clock is not None:
