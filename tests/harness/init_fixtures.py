@@ -23,7 +23,7 @@ import runpy
 import sys
 
 if __name__ == "__main__":
-    sys.argv[1:1] = {switches!r}
+    {argv} = {switches!r}
     {run}
 '''
 
@@ -68,7 +68,12 @@ def materialize(name: str, into: Path, spec: Optional[dict] = None) -> Path:
                 )
             )
             continue
-        text = SHIM.format(role=role, name=name, switches=switches, run=_run(program, role))
+        argv = "sys.argv[1:1]"
+        if switches[:1] == ["!"]:  # the program's own arguments are ignored
+            argv, switches = "sys.argv[1:]", switches[1:]
+        text = SHIM.format(
+            role=role, name=name, argv=argv, switches=switches, run=_run(program, role)
+        )
         (d / f"{role}.py").write_text(text)
     return d
 

@@ -31,7 +31,8 @@ from tests.procutil import REPO
 pytestmark = [pytest.mark.process, pytest.mark.timeout(180)]
 
 EVERYTHING = {
-    "coordinator": ["altimpl/coordinator.py", "--kv-config", "--config-from-stdin"],
+    # it ignores its arguments and asks for its config file name on stdin
+    "coordinator": ["altimpl/coordinator.py", "!", "--kv-config", "--config-from-stdin"],
     "participant": [
         "altimpl/participant.py",
         "--caps-commands",
@@ -92,6 +93,7 @@ def test_every_quirk_at_once_is_inferred_and_the_check_passes(inferred: dict) ->
     _, path, output = inferred["everything"]
     head, _ = output.split("\n", 1)
     assert head.startswith("exit 0 "), output
+    assert "coordinator, config lines PORT, TD; its path as the only argument: asks for" in output
     assert "time budget 60 s" in output and "check: the smoke schedule PASSES" in output, output
     a = load_adapter(str(path))
     assert a.coordinator.config == "port={port}\ntd={td}\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 from harness.adapters.init import variants as vs
-from harness.adapters.init.probe import Proc, Reaction, Say, Session, find_token, listening
+from harness.adapters.init.probe import ASKS, Proc, Reaction, Say, Session, find_token, listening
 
 TOKENS = iter(range(90000001, 99999999))
 
@@ -65,11 +65,15 @@ def probe(
 
 def _coordinator(argv: list[str], s: Session, pace: Pace, f: Findings, say: Say) -> int:
     tried = []
-    for v in vs.variants(vs.COORDINATOR_CONFIGS):
+    todo = vs.variants(vs.COORDINATOR_CONFIGS)
+    while todo:
+        v = todo.pop(0)
         if s.left() <= 0:
             break
         started = time.monotonic()
         child, port, how = s.start_coordinator(argv, v, pace.startup)
+        if how == ASKS:  # the file name on stdin, then: try those variants next
+            todo.sort(key=lambda w: bool(w.tail))
         say(f"coordinator, config {v.label}: {how}")
         if child is not None:
             f.coordinator, f.startup = v, time.monotonic() - started

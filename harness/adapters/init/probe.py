@@ -32,6 +32,7 @@ from harness.running.procs import (
 HOST = "127.0.0.1"
 PROMPT_CUT = re.compile(r"[:>?$#]\s*$")  # unterminated output ending like a prompt is a line
 TD = 2
+ASKS = "asks for a file name on stdin"
 
 
 @dataclass
@@ -141,7 +142,7 @@ class Session:
         values.update(coordinator_port2=port2, config=str(config), config_name=config.name)
         config.write_text(render(v.config, values))
         full = argv + [render(a, values) for a in v.tail]
-        child = self.sup.start(f"coordinator{self.n}", full, cwd, self.env)
+        child = self.sup.start(f"coordinator{self.n}", full, cwd, self.env, prompt=PROMPT_CUT)
         for line in v.preamble:
             child.write_line(render(line, values))
         deadline = min(time.monotonic() + startup, self.deadline)
@@ -150,6 +151,10 @@ class Session:
             ports = _tree_ports(child)
             if port in ports:
                 return child, port, "listens on the port its config names"
+            if v.tail and vs.asks_for_file(child.last_output()):
+                child.kill()
+                return None, 0, ASKS
+
             if ports - {port2}:
                 time.sleep(0.3)
                 ports = _tree_ports(child)
