@@ -102,10 +102,12 @@ def inner_argv(sandbox: Sandbox, view: View) -> list[str]:
     own PID namespace and no capabilities (bwrap only; empty otherwise)."""
     if sandbox.kind != "bwrap":
         return []
+    # no --die-with-parent: its PDEATHSIG follows the *thread* that started bwrap, and the
+    # runner restarts programs from worker threads that end; the run's PID namespace and the
+    # supervisor's teardown end every program instead
     argv = [
         sandbox.tool or "bwrap",
         "--unshare-pid",
-        "--die-with-parent",
         "--cap-drop",
         "ALL",
         "--ro-bind",
