@@ -1,5 +1,6 @@
-"""Benchmarks. `python -m benchmarks.main checkers [--events N] [--participants P] [--seed S]`
-writes a correct random trace of N events and times `checkers.check_path` on it;
+"""Benchmarks. `python -m benchmarks.main checkers [--events N | --deliveries N]
+[--participants P] [--seed S]` writes a correct random trace of N events (or N deliveries) and
+times `checkers.check_path` on it;
 `… proxy [--ops N]` measures the recording proxy's overhead per op (benchmarks.proxy);
 `… grade [--impl A] [--profile P] [-j N]` times a whole profile against an implementation.
 
@@ -25,8 +26,10 @@ from benchmarks import tracegen
 from harness.exits import EXIT_ERROR
 from harness.scenarios.registry import PROFILES
 
-TARGET_SECONDS = 20.0
-TARGET_BYTES = 1 << 30
+TARGET_SECONDS = 5.0  # 1,000,000 events (issue: performance)
+TARGET_BYTES = 500 * 1024 * 1024
+LARGE_SECONDS = 30.0  # a large trace by --deliveries: "well under" this (issue: bad input)
+LARGE_BYTES = 1 << 30
 _ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,27 +50,31 @@ def progress(text: str) -> None:
     print(f"pams bench: {text}", file=sys.stderr, flush=True)
 
 
-def write_trace(path: Path, knobs: tracegen.Knobs, seed: int, events: int) -> int:
-    """Stream a generated trace of about `events` events to `path`; return the event count."""
-    count = -1  # the header is not an event
+def write_trace(
+    path: Path, knobs: tracegen.Knobs, seed: int, events: int, deliveries: Optional[int] = None
+) -> tuple[int, int]:
+    """Stream a generated trace of about `events` events (or `deliveries` deliveries) to
+    `path`; return its event and delivery counts."""
+    count, delivered = -1, 0  # the header is not an event
     with path.open("w", encoding="utf-8") as out:
-        for line in tracegen.random_trace(knobs, seed, events):
+        for line in tracegen.random_trace(knobs, seed, events, deliveries):
             out.write(line)
             out.write("\n")
             count += 1
-    return count
+            delivered += line.startswith('{"type":"deliver"')
+    return count, delivered
 
 
 def _check_child(path: str) -> int:
     """Child side: judge `path`, print one JSON line of figures."""
     from checkers import check_path
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     verdict = check_path(path)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     failed = [rule for rule, r in verdict.as_json()["rules"].items() if r["status"] != "pass"]
-    figures = {"seconds": seconds, "peak_rss": peak_rss_bytes(), "verdict": verdict.verdict}
-    figures["failed_rules"] = failed
+    figures: dict[str, Any] = {"seconds": seconds, "cpu_seconds": cpu}
+    figures.update(peak_rss=peak_rss_bytes(), verdict=verdict.verdict, failed_rules=failed)
     print(json.dumps(figures))
     return 0
 
@@ -91,16 +98,24 @@ def bench_checkers(args: argparse.Namespace) -> dict[str, Any]:
         knobs = mixed(knobs)
     with tempfile.TemporaryDirectory(prefix="pams-bench-") as tmp:
         path = Path(args.keep) if args.keep else Path(tmp) / "trace.jsonl"
-        progress(f"generating a correct trace of {args.events:,} events into {path} ...")
+        size_text = (
+            f"{args.events:,} events"
+            if args.deliveries is None
+            else f"{args.deliveries:,} deliveries"
+        )
+        progress(f"generating a correct trace of {size_text} into {path} ...")
         start = time.perf_counter()
-        count = write_trace(path, knobs, args.seed, args.events)
+        count, delivered = write_trace(path, knobs, args.seed, args.events, args.deliveries)
         generated = time.perf_counter() - start
         size = path.stat().st_size
         progress(f"generated in {generated:.1f} s; checking it in a child process ...")
         check = measure_check(path, args.timeout)
-    met = check["seconds"] < TARGET_SECONDS and check["peak_rss"] < TARGET_BYTES
+    large = args.deliveries is not None
+    seconds, space = (LARGE_SECONDS, LARGE_BYTES) if large else (TARGET_SECONDS, TARGET_BYTES)
+    met = check["seconds"] < seconds and check["peak_rss"] < space
     return {
         "events": count,
+        "deliveries": delivered,
         "participants": args.participants,
         "seed": args.seed,
         "concurrent": knobs.concurrent,
@@ -108,10 +123,12 @@ def bench_checkers(args: argparse.Namespace) -> dict[str, Any]:
         "file_bytes": size,
         "generate_seconds": generated,
         "check_seconds": check["seconds"],
+        "check_cpu_seconds": check["cpu_seconds"],
         "events_per_second": count / check["seconds"] if check["seconds"] else 0.0,
         "check_peak_rss_bytes": check["peak_rss"],
         "verdict": check["verdict"],
         "failed_rules": check["failed_rules"],
+        "target": f"< {seconds:g} s, < {space // (1024 * 1024)} MiB",
         "target_met": met,
     }
 
@@ -121,16 +138,21 @@ def render(fig: dict[str, Any]) -> str:
     mib = 1024 * 1024
     rows = [
         ("events", f"{fig['events']:,} ({fig['participants']} participants, seed {fig['seed']})"),
+        ("deliveries", f"{fig['deliveries']:,}"),
         ("mix", "fails, timeouts, log noise and resets" if fig["mixed"] else "clean (--clean)"),
         ("trace file", f"{fig['file_bytes'] / mib:.1f} MiB"),
         ("generate", f"{fig['generate_seconds']:.2f} s"),
-        ("check", f"{fig['check_seconds']:.2f} s ({fig['events_per_second']:,.0f} events/s)"),
+        (
+            "check",
+            f"{fig['check_seconds']:.2f} s ({fig['events_per_second']:,.0f} events/s; "
+            f"{fig['check_cpu_seconds']:.2f} s CPU)",
+        ),
         ("check peak RSS", f"{fig['check_peak_rss_bytes'] / mib:.0f} MiB"),
         (
             "verdict",
             fig["verdict"] + (f" ({', '.join(fig['failed_rules'])})" * bool(fig["failed_rules"])),
         ),
-        ("target", ("met" if fig["target_met"] else "MISSED") + " (< 20 s, < 1 GiB)"),
+        ("target", ("met" if fig["target_met"] else "MISSED") + f" ({fig['target']})"),
     ]
     return "\n".join(f"{name:<16}{value}" for name, value in rows)
 
@@ -197,7 +219,14 @@ def parser(prog: str = "python -m benchmarks.main") -> argparse.ArgumentParser:
     sub.add_parser("impl", help="implementations side by side through their adapters (impl --help)")
     sub.add_parser("class", help="submissions/hour of pams class, and the ratio to the limit")
     sub.add_parser("show", help="pams show's page for a 100k-event run: first render (show --help)")
-    c.add_argument("--events", type=_positive, default=1_000_000, help="default 1,000,000")
+    size = c.add_mutually_exclusive_group()
+    size.add_argument("--events", type=_positive, default=1_000_000, help="default 1,000,000")
+    size.add_argument(
+        "--deliveries",
+        type=_positive,
+        metavar="N",
+        help="a trace of about N deliveries instead (e.g. 2600000 with --participants 40)",
+    )
     c.add_argument("--participants", type=_positive, default=10, help="default 10")
     c.add_argument("--seed", type=int, default=1, help="default 1")
     c.add_argument("--serialized", action="store_true", help="no overlapping ops (default: some)")

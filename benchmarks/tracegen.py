@@ -654,16 +654,22 @@ def random_schedule(
     )
 
 
-def random_trace(knobs: Knobs, seed: int, events_wanted: int) -> Iterator[str]:
-    """JSON lines of a correct random trace of about `events_wanted` events (header excluded).
+def random_trace(
+    knobs: Knobs, seed: int, events_wanted: int, deliveries_wanted: Optional[int] = None
+) -> Iterator[str]:
+    """JSON lines of a correct random trace of about `events_wanted` events (header excluded),
+    or, when `deliveries_wanted` is given, of about that many deliveries.
 
     Streams: memory stays bounded by what is in flight, whatever the length.
     """
-    emitted = 0
+    emitted = delivered = 0
 
     def feed() -> Iterator[Action]:
         for a in random_actions(random.Random(seed), knobs):
-            if emitted >= events_wanted - 1:
+            if deliveries_wanted is not None:
+                if delivered >= deliveries_wanted:
+                    return
+            elif emitted >= events_wanted - 1:
                 return
             yield a
 
@@ -689,9 +695,10 @@ def random_trace(knobs: Knobs, seed: int, events_wanted: int) -> Iterator[str]:
         p_noise=knobs.p_noise,
         p_log_reset=knobs.p_log_reset,
     )
-    for line in lines(trace):
+    for event in trace:
         emitted += 1
-        yield line
+        delivered += event["type"] == "deliver"
+        yield json.dumps(event, separators=(",", ":"))
 
 
 def schedules(

@@ -21,6 +21,7 @@ from checkers.trace import (
     DEFAULT_TOLERANCE,
     Trace,
     TraceError,
+    gc_paused,
     read_lines,
     read_path,
 )
@@ -58,7 +59,8 @@ def check_trace(
     """Judge an already parsed trace against every rule."""
     tol = _pick("tolerance", tolerance, trace.tolerance, DEFAULT_TOLERANCE)
     lat = _pick("latency_bound", latency_bound, trace.latency_bound, DEFAULT_LATENCY_BOUND)
-    found = judge(trace, Params(trace.td, tol, lat, trace.horizon))
+    with gc_paused():
+        found = judge(trace, Params(trace.td, tol, lat, trace.horizon))
     rules = {}
     for rule in RULES:
         mine = tuple(v for v in found.violations if v.rule == rule)

@@ -5,11 +5,12 @@ or partitioned), `no-crash` (no process exits without the harness asking). Pure.
 
 from __future__ import annotations
 
+import math
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping
-from typing import Optional
 
 from checkers.context import Context
-from checkers.faults import FaultModel, Pause
+from checkers.faults import FaultModel
 from checkers.model import Params, RuleOutput
 from checkers.timeline import OFFLINE, ONLINE, OUT, Timeline
 from checkers.trace import COORDINATOR, Op, Trace
@@ -39,15 +40,30 @@ def no_crash(ctx: Context) -> RuleOutput:
     return RuleOutput(tuple(_crashes(ctx.trace)), len(ctx.names) + 1)
 
 
-def _faulted(op: Op, until: float, faults: FaultModel) -> Optional[Pause]:
-    """A pause or partition of the op's participant, or a pause of the coordinator, that
-    meets [invoke, until]: it makes the op's outcome unknown."""
-    mine = (
-        faults.pauses.get(op.participant, ())
-        + faults.pauses.get(COORDINATOR, ())
-        + faults.partitions.get(op.participant, ())
-    )
-    return next((x for x in mine if x.t0 <= until and x.t1 >= op.invoked), None)
+class _Obstacles:
+    """Per participant, its pauses and partitions and the coordinator's pauses, by start,
+    with the latest end so far: whether one meets a window is two look-ups."""
+
+    def __init__(self, faults: FaultModel) -> None:
+        self.faults = faults
+        self.index: dict[str, tuple[list[float], list[float]]] = {}
+
+    def meet(self, p: str, t0: float, t1: float) -> bool:
+        """Whether a pause or partition of p, or a pause of the coordinator, meets [t0, t1]:
+        it makes an op's outcome unknown."""
+        found = self.index.get(p)
+        if found is None:
+            f = self.faults
+            mine = f.pauses.get(p, ()) + f.pauses.get(COORDINATOR, ()) + f.partitions.get(p, ())
+            starts, ends, high = [], [], -math.inf
+            for x in sorted(mine, key=lambda x: x.t0):
+                high = max(high, x.t1)
+                starts.append(x.t0)
+                ends.append(high)
+            found = self.index[p] = (starts, ends)
+        starts, ends = found
+        i = bisect_right(starts, t1)
+        return i > 0 and ends[i - 1] >= t0
 
 
 def _killed_during(op: Op, until: float, faults: FaultModel) -> bool:
@@ -58,6 +74,7 @@ def _acknowledged(
     trace: Trace, params: Params, timelines: Mapping[str, Timeline], faults: FaultModel
 ) -> Iterator[Violation]:
     timeout = trace.op_timeout if trace.op_timeout is not None else DEFAULT_OP_TIMEOUT
+    obstacles = _Obstacles(faults)
     for op in trace.ops:
         until = op.invoked + timeout
         if op.outcome in ("info", "none") or (op.ok and op.acked):
@@ -66,7 +83,7 @@ def _acknowledged(
             if params.horizon - op.invoked < 2 * params.latency:
                 continue  # too close to the end to tell: an acknowledgement may have come
             until = params.horizon
-        if _faulted(op, until, faults) or _killed_during(op, until, faults):
+        if obstacles.meet(op.participant, op.invoked, until) or _killed_during(op, until, faults):
             continue
         token = f" {op.message}" if op.message else ""
         what = f"{op.f}{token} (op {op.id}, invoked {fmt_t(op.invoked)})"

@@ -4,14 +4,14 @@ windows, and the delivery index. Rules are functions of a `Context`; pure."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
 from checkers.faults import FaultModel, Pause, extend_deadline, fault_model, merge_ops
 from checkers.model import Message, Params
 from checkers.timeline import OFFLINE, ONLINE, OUT, Timeline
-from checkers.trace import Op, Trace
+from checkers.trace import Deliveries, Delivery, Op, Trace
 from checkers.verdict import Violation, fmt_t
 
 ONLINE_ONLY = frozenset((ONLINE,))
@@ -33,6 +33,7 @@ class Pair:
     """A message m that participant p logged at least once: p's possible states during m's
     send window, and p's deliveries of m."""
 
+    __slots__ = ("m", "p", "tl", "states", "got")
     m: Message
     p: str
     tl: Timeline
@@ -42,7 +43,14 @@ class Pair:
 
 @dataclass(frozen=True)
 class Context:
-    """The read-only view of a trace that the rules judge."""
+    """The read-only view of a trace that the rules judge. Deliveries are indexed once, in one
+    pass: `receivers` says who logged each message; `pairs` holds the delivered (m, p) that a
+    delivery rule must look at: p certainly not online at m, p got m more than once, or p
+    certainly online and m first logged more than L after s1. Every other pair (logged once,
+    p maybe online at m, and in time if certainly) breaks no delivery rule: they fire only
+    when p was certainly not online (no-post-deregister, no-offline-delivery's pairs,
+    no-expired), on a repeat (no-duplicate) or on a late first delivery to a member certainly
+    online (immediacy)."""
 
     trace: Trace
     p: Params
@@ -52,9 +60,21 @@ class Context:
     pauses: Mapping[str, tuple[Pause, ...]]
     sends: Mapping[str, Op]  # token -> its msend
     messages: tuple[Message, ...]  # msends that did not fail
-    delivered: Mapping[tuple[str, str], tuple[float, ...]]  # (p, token) -> times, no phantoms
+    receivers: Mapping[str, int]  # token -> bit set of the `names` indexes that logged it
     phantoms: tuple[Phantom, ...]
-    pairs: tuple[Pair, ...]  # every delivered (message, participant), states computed once
+    phantom_lines: frozenset[int]  # the trace lines of phantom deliveries
+    pairs: tuple[Pair, ...]  # the delivered (m, p) the delivery rules look at, states computed once
+    delivered_pairs: int  # (m, p) logged at least once, phantoms aside
+    delivered_total: int  # deliveries that are not phantoms
+    sequences: Mapping[str, list[str]]  # per participant, messages in order of first delivery
+
+    def not_logged(self, token: str) -> Iterator[str]:
+        """The participants (in `names` order) that never logged `token` (phantoms aside)."""
+        missing = ~self.receivers.get(token, 0) & ((1 << len(self.names)) - 1)
+        while missing:
+            low = missing & -missing
+            yield self.names[low.bit_length() - 1]
+            missing ^= low
 
     def message(self, token: str) -> Optional[Message]:
         op = self.sends.get(token)
@@ -68,14 +88,20 @@ class Context:
             return base, ()
         return extend_deadline(pauses, start, base, self.p.latency)
 
+    def deliveries(self) -> Iterator[tuple[float, str, str]]:
+        """(t, p, token) of every delivery that is not a phantom, in trace order."""
+        phantom = self.phantom_lines
+        for t, p, token, line in _columns(self.trace.deliveries):
+            if line not in phantom:
+                yield t, p, token
+
 
 def build(trace: Trace, params: Params) -> Context:
     """The context of `trace` under `params`."""
     by_participant: dict[str, list[Op]] = {}
     for op in trace.ops:
         by_participant.setdefault(op.participant, []).append(op)
-    receivers = (d.participant for d in trace.deliveries)
-    names = tuple(dict.fromkeys([*trace.participants, *by_participant, *receivers]))
+    names = tuple(dict.fromkeys([*trace.participants, *by_participant, *_receivers(trace)]))
     faults = fault_model(trace.faults, params.horizon)
     timelines = {
         p: Timeline(p, merge_ops(by_participant.get(p, []), faults.kills.get(p, ()))) for p in names
@@ -86,13 +112,8 @@ def build(trace: Trace, params: Params) -> Context:
         for op in trace.ops
         if op.f == "msend" and op.outcome != "fail"
     )
-    delivered, phantoms = _index(trace, sends)
-    by_token = {m.token: m for m in messages}
-    pairs = tuple(
-        Pair(m, p, timelines[p], timelines[p].states(m.s0, m.s1)[0], got)
-        for (p, token), got in delivered.items()
-        if (m := by_token.get(token)) is not None
-    )
+    index = _Index(names, timelines, sends, {m.token: m for m in messages}, params.latency)
+    index.scan(trace.deliveries)
     return Context(
         trace=trace,
         p=params,
@@ -102,10 +123,28 @@ def build(trace: Trace, params: Params) -> Context:
         pauses={p: faults.pauses_for(p) for p in names},
         sends=sends,
         messages=messages,
-        delivered=delivered,
-        phantoms=phantoms,
-        pairs=pairs,
+        receivers=index.receivers,
+        phantoms=index.phantom_list(),
+        phantom_lines=frozenset(index.phantom_lines),
+        pairs=index.pair_list(trace),
+        delivered_pairs=index.pairs,
+        delivered_total=index.total,
+        sequences=index.ordered(),
     )
+
+
+def _receivers(trace: Trace) -> Iterable[str]:
+    """Every participant that logged something, in order of its first delivery."""
+    if isinstance(trace.deliveries, Deliveries):
+        return trace.deliveries.names
+    return (d.participant for d in trace.deliveries)
+
+
+def _columns(deliveries: Sequence[Delivery]) -> Iterator[tuple[float, str, str, int]]:
+    """(t, p, token, line) of each delivery, from the reader's columns when it has them."""
+    if isinstance(deliveries, Deliveries):
+        return deliveries.columns()
+    return iter(deliveries)
 
 
 def _message(op: Op, timelines: Mapping[str, Timeline], params: Params) -> Message:
@@ -114,28 +153,99 @@ def _message(op: Op, timelines: Mapping[str, Timeline], params: Params) -> Messa
     return Message(op.message or "", op.participant, op.t0, s1, op.ok and states == ONLINE_ONLY)
 
 
-def _index(
-    trace: Trace, sends: Mapping[str, Op]
-) -> tuple[dict[tuple[str, str], tuple[float, ...]], tuple[Phantom, ...]]:
-    """Deliveries by (participant, token), and those no msend explains."""
-    delivered: dict[tuple[str, str], list[float]] = {}
-    phantoms: dict[tuple[str, str, str], list[float]] = {}
-    for d in trace.deliveries:
-        op = sends.get(d.message)
+class _Index:
+    """The one pass over the deliveries (see `Context`): phantoms apart, who logged what, the
+    pairs worth a rule's look, and each participant's order of first deliveries."""
+
+    def __init__(
+        self,
+        names: tuple[str, ...],
+        timelines: Mapping[str, Timeline],
+        sends: Mapping[str, Op],
+        messages: Mapping[str, Message],
+        latency: float,
+    ) -> None:
+        self.bits = {p: 1 << i for i, p in enumerate(names)}
+        self.timelines, self.sends, self.messages = timelines, sends, messages
+        self.latency = latency
+        self.receivers: dict[str, int] = {}
+        self.kept: dict[tuple[str, str], tuple[frozenset, list[float]]] = {}
+        self.repeated: dict[tuple[str, str], list[float]] = {}  # later deliveries of the rest
+        self.phantoms: dict[tuple[str, str, str], list[float]] = {}
+        self.phantom_lines: list[int] = []
+        self.firsts: dict[str, tuple[list[float], list[str]]] = {p: ([], []) for p in names}
+        self.ties: set[str] = set()  # participants with two first deliveries at one instant
+        self.pairs = 0
+        self.total = 0
+
+    def scan(self, deliveries: Sequence[Delivery]) -> None:
+        """Index every delivery (one tight loop: there can be millions)."""
+        sends, bits, receivers, messages = self.sends, self.bits, self.receivers, self.messages
+        kept, repeated, firsts, timelines = self.kept, self.repeated, self.firsts, self.timelines
+        latency = self.latency
+        for t, p, token, line in _columns(deliveries):
+            op = sends.get(token)
+            if op is None or op.outcome == "fail" or t < op.invoked:
+                self.phantom(t, p, token, line, op)
+                continue
+            bit, seen = bits[p], receivers.get(token, 0)
+            if seen & bit:
+                key = (p, token)
+                first = kept.get(key)
+                (first[1] if first is not None else repeated.setdefault(key, [])).append(t)
+                continue
+            receivers[token] = seen | bit
+            times, tokens = firsts[p]
+            if times and times[-1] == t:
+                self.ties.add(p)
+            times.append(t)
+            tokens.append(token)
+            m = messages[token]
+            states = timelines[p].states(m.s0, m.s1)[0]
+            if ONLINE not in states or (t - m.s1 > latency and states == ONLINE_ONLY):
+                kept[(p, token)] = (states, [t])
+        self.total = len(deliveries) - len(self.phantom_lines)
+        self.pairs = sum(len(times) for times, _ in firsts.values())
+
+    def phantom(self, t: float, p: str, token: str, line: int, op: Optional[Op]) -> None:
         if op is None:
             reason = "no msend ever sent this token"
         elif op.outcome == "fail":
             reason = f"its msend (op {op.id}, invoked {fmt_t(op.invoked)}) failed"
-        elif d.t < op.invoked:
-            reason = f"delivered before its msend was invoked at {fmt_t(op.invoked)}"
         else:
-            delivered.setdefault((d.participant, d.message), []).append(d.t)
-            continue
-        phantoms.setdefault((d.participant, d.message, reason), []).append(d.t)
-    return (
-        {k: tuple(v) for k, v in delivered.items()},
-        tuple(Phantom(p, token, reason, tuple(t)) for (p, token, reason), t in phantoms.items()),
-    )
+            reason = f"delivered before its msend was invoked at {fmt_t(op.invoked)}"
+        self.phantoms.setdefault((p, token, reason), []).append(t)
+        self.phantom_lines.append(line)
+
+    def phantom_list(self) -> tuple[Phantom, ...]:
+        return tuple(Phantom(p, m, why, tuple(t)) for (p, m, why), t in self.phantoms.items())
+
+    def pair_list(self, trace: Trace) -> tuple[Pair, ...]:
+        """The kept pairs, then those delivered more than once (their first delivery found by
+        a second pass, made only when there are some)."""
+        found = [
+            Pair(self.messages[token], p, self.timelines[p], states, tuple(got))
+            for (p, token), (states, got) in self.kept.items()
+        ]
+        if self.repeated:
+            firsts: dict[tuple[str, str], float] = {}
+            phantom = frozenset(self.phantom_lines)
+            for t, p, token, line in _columns(trace.deliveries):
+                key = (p, token)
+                if key in self.repeated and key not in firsts and line not in phantom:
+                    firsts[key] = t
+            for (p, token), later in self.repeated.items():
+                m, tl = self.messages[token], self.timelines[p]
+                got = (firsts[(p, token)], *later)
+                found.append(Pair(m, p, tl, tl.states(m.s0, m.s1)[0], got))
+        return tuple(found)
+
+    def ordered(self) -> dict[str, list[str]]:
+        """Per participant, its messages by time of first delivery (ties by token)."""
+        out = {}
+        for p, (times, tokens) in self.firsts.items():
+            out[p] = [m for _, m in sorted(zip(times, tokens))] if p in self.ties else tokens
+        return out
 
 
 # --- wording shared by the rules' explanations ----------------------------------------------

@@ -8,6 +8,7 @@ moves a delivery deadline to resume + L."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from typing import Optional
 
@@ -56,7 +57,7 @@ def no_duplicate(ctx: Context) -> RuleOutput:
         if len(got) > 1:
             why = f"p{p} got {m.token} {len(got)} times, at {times_text(got)}"
             found.append(violation("no-duplicate", p, m, m.token, got, why, got[1]))
-    return RuleOutput(tuple(found), len(ctx.delivered))
+    return RuleOutput(tuple(found), ctx.delivered_pairs)
 
 
 def no_post_deregister(ctx: Context) -> RuleOutput:
@@ -65,7 +66,7 @@ def no_post_deregister(ctx: Context) -> RuleOutput:
         v = _post_deregister(m, p, tl, states, got)
         if v is not None:
             found.append(v)
-    return RuleOutput(tuple(found), len(ctx.delivered))
+    return RuleOutput(tuple(found), ctx.delivered_pairs)
 
 
 def _post_deregister(
@@ -94,11 +95,11 @@ def _post_deregister(
     return violation("no-post-deregister", p, m, m.token, times, why, times[0])
 
 
-def _early(ctx: Context, m: Message, p: str, tl: Timeline) -> list[float]:
+def _early(m: Message, tl: Timeline, got: tuple[float, ...]) -> list[float]:
     """Deliveries of m to p, certainly offline at m, before its offline period ended."""
     e = tl.period_end(m.s0)
     end_t0 = e.t0 if e is not None else float("inf")
-    return [t for t in ctx.delivered.get((p, m.token), ()) if t < end_t0]
+    return [t for t in got if t < end_t0]
 
 
 def no_offline_delivery(ctx: Context) -> RuleOutput:
@@ -106,10 +107,10 @@ def no_offline_delivery(ctx: Context) -> RuleOutput:
     and any other delivery at t while p was known offline over [t - tol, t]."""
     found = []
     flagged: set[tuple[str, str, float]] = set()
-    for m, p, tl, states, _ in _pairs(ctx):
+    for m, p, tl, states, got in _pairs(ctx):
         if states != OFFLINE_ONLY:
             continue
-        early = _early(ctx, m, p, tl)
+        early = _early(m, tl, got)
         if early:
             e = tl.period_end(m.s0)
             ended = f"{e.f} invoked {fmt_t(e.t0)}" if e is not None else "no reconnect"
@@ -120,18 +121,21 @@ def no_offline_delivery(ctx: Context) -> RuleOutput:
             found.append(violation("no-offline-delivery", p, m, m.token, early, why, early[0]))
             flagged.update((p, m.token, t) for t in early)
     found += _known_offline(ctx, flagged)
-    return RuleOutput(tuple(found), sum(len(t) for t in ctx.delivered.values()))
+    return RuleOutput(tuple(found), ctx.delivered_total)
 
 
 def _known_offline(ctx: Context, flagged: set[tuple[str, str, float]]) -> list[Violation]:
     tol = ctx.p.tol
-    windows = {m.token: m for m in ctx.messages}
+    spans = {p: tl.offline_spans(tol) for p, tl in ctx.timelines.items()}
     hits: dict[tuple[str, str], list[float]] = {}
-    for (p, token), times in ctx.delivered.items():
-        tl = ctx.timelines[p]
-        for t in times:
-            if (p, token, t) not in flagged and tl.states(t - tol, t)[0] == OFFLINE_ONLY:
-                hits.setdefault((p, token), []).append(t)
+    for t, p, token in ctx.deliveries():
+        starts, ends = spans[p]
+        i = bisect_left(starts, t) - 1
+        if i < 0 or t >= ends[i]:
+            continue  # p cannot have been known offline then: no need to ask its timeline
+        if ctx.timelines[p].states(t - tol, t)[0] == OFFLINE_ONLY and (p, token, t) not in flagged:
+            hits.setdefault((p, token), []).append(t)
+    windows = {m.token: m for m in ctx.messages} if hits else {}
     found = []
     for (p, token), seen in hits.items():
         tl = ctx.timelines[p]
@@ -170,7 +174,7 @@ def no_expired(ctx: Context) -> RuleOutput:
                 f"delivered at {times_text(late)}"
             )
             found.append(violation("no-expired", p, m, m.token, late, why, late[0]))
-    return RuleOutput(tuple(found), len(ctx.delivered))
+    return RuleOutput(tuple(found), ctx.delivered_pairs)
 
 
 def immediacy(ctx: Context) -> RuleOutput:
@@ -194,7 +198,7 @@ def immediacy(ctx: Context) -> RuleOutput:
             f"no disconnect/deregister invoked by {fmt_t(deadline)}"
         )
         found.append(violation("immediacy", p, m, m.token, [first], why, first))
-    return RuleOutput(tuple(found), len(ctx.delivered))
+    return RuleOutput(tuple(found), ctx.delivered_pairs)
 
 
 def no_miss(ctx: Context) -> RuleOutput:
@@ -205,11 +209,10 @@ def no_miss(ctx: Context) -> RuleOutput:
     for m in ctx.messages:
         if not m.owed:
             continue
-        for p in ctx.names:
-            if (p, m.token) not in ctx.delivered:
-                v = obligations.missing(m, p)
-                if v is not None:
-                    found.append(v)
+        for p in ctx.not_logged(m.token):
+            v = obligations.missing(m, p)
+            if v is not None:
+                found.append(v)
     return RuleOutput(tuple(found), len(ctx.messages) * len(ctx.names), obligations.kill_notes())
 
 

@@ -42,18 +42,9 @@ def judge(trace: Trace, params: Params) -> Findings:
         notes=_notes(ctx) + rule_notes + _fault_notes(ctx),
         participants=len(ctx.names),
         messages=len(ctx.messages),
-        sequences=_sequences(ctx),
+        sequences=dict(ctx.sequences),
         windows={m.token: (m.sender, m.s0, m.s1) for m in ctx.messages},
     )
-
-
-def _sequences(ctx: Context) -> dict[str, list[str]]:
-    """Per participant, messages in order of first (non-phantom) delivery."""
-    firsts = sorted((times[0], p, token) for (p, token), times in ctx.delivered.items())
-    out: dict[str, list[str]] = {p: [] for p in ctx.names}
-    for _, p, token in firsts:
-        out.setdefault(p, []).append(token)
-    return out
 
 
 def _notes(ctx: Context) -> tuple[str, ...]:

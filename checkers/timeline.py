@@ -123,14 +123,17 @@ class Timeline:
         self.disconnects = [op for op in self.ops if op.f in ("disconnect", "kill") and op.ok]
         self.disconnect_t0s = [op.t0 for op in self.disconnects]
         self.kills = [op for op in self.ops if op.f == "kill"]
+        # what states() answers for a window that no op's window meets, after op k - 1
+        self.settled = [
+            (closure(cp.states, cp.floating), bool(cp.floating)) for cp in self.checkpoints
+        ]
 
     def states(self, s0: float, s1: float) -> tuple[States, bool]:
         """(possible states at some instant of [s0, s1], whether any op window overlaps it)."""
         j = bisect_left(self.prefmax, s0)
         k = bisect_right(self.t0s, s1)
         if j >= k:
-            cp = self.checkpoints[k]
-            return closure(cp.states, cp.floating), bool(cp.floating)
+            return self.settled[k]
         cp = self.checkpoints[j]
         states, floating = cp.states, set(cp.floating)
         later = max(j, bisect_right(self.t0s, s0))  # ops from here on were invoked after s0
@@ -145,6 +148,28 @@ class Timeline:
         floating.update(self._kinds_between(later, k))  # none of them can have ended by s0
         fl = frozenset(floating)
         return closure(states, fl), bool(fl)
+
+    def offline_spans(self, tol: float) -> tuple[list[float], list[float]]:
+        """Open intervals (starts, ends; sorted, merged) holding every t at which
+        states(t - tol, t) can be {offline}: after an ok disconnect or kill completed before
+        t - tol, and before the next reconnect/deregister (not failed) was invoked. (Only a
+        disconnect or a kill leads to offline, and the run in which no floating op took effect
+        is always among the possible ones.) Starts are lowered a little against rounding."""
+        spans = []
+        for d in self.ops:
+            if d.f in ("disconnect", "kill") and d.ok and d.t1 is not None:
+                e = self.next_ender(d.t0)
+                start = d.t1 + tol
+                spans.append((start - 1e-9 * max(1.0, abs(start)), e.t0 if e else INF))
+        starts: list[float] = []
+        ends: list[float] = []
+        for a, b in sorted(spans):
+            if ends and a <= ends[-1]:
+                ends[-1] = max(ends[-1], b)
+            elif a < b:
+                starts.append(a)
+                ends.append(b)
+        return starts, ends
 
     def _kinds_between(self, lo: int, hi: int) -> set[str]:
         """The op kinds (f) of the non-failed ops with index in [lo, hi), in O(log n)."""

@@ -9,14 +9,17 @@ one whose target is neither "coordinator" nor named in the header's non-empty
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import sys
+from array import array
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, NoReturn, Optional, Union
+from typing import Any, Callable, NamedTuple, NoReturn, Optional, Union, overload
 
 from checkers.traceformat import COORDINATOR, FORMAT, FUNCTIONS, PROBES, VERSION
 
@@ -42,30 +45,14 @@ class TraceError(Exception):
         return f"{self.path}:{self.line}: {self.reason}"
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(NamedTuple):
     """One invoked operation: its effect window [t0, t1]. t0 is the invoke, or the moment its
     request bytes reached the coordinator when the trace says (`request_at`): the effect cannot
     come earlier. t1 is None when it never completed (outcome "info" or "none"), and then the
     window runs to the trace's end. `acked` is False for an op settled without the coordinator's
     acknowledgement (its window still ends); `late_ack` when one came afterwards; `refusal` the
-    reply that refused it; `error` why it failed or is unknown."""
+    reply that refused it; `error` why it failed or is unknown. (A tuple: there can be many.)"""
 
-    __slots__ = (
-        "id",
-        "participant",
-        "f",
-        "t0",
-        "t1",
-        "outcome",
-        "message",
-        "line",
-        "invoked",
-        "acked",
-        "late_ack",
-        "refusal",
-        "error",
-    )
     id: Union[int, str]
     participant: str
     f: str
@@ -121,6 +108,55 @@ class Delivery(NamedTuple):
     line: int
 
 
+class Deliveries(Sequence[Delivery]):
+    """A trace's deliveries in trace order, stored as columns (there can be millions): time,
+    receiver, token and trace line of each; items are `Delivery` tuples."""
+
+    __slots__ = ("times", "receivers", "tokens", "lines", "names", "words")
+
+    def __init__(self) -> None:
+        self.times = array("d")
+        self.receivers = array("I")  # index into `names`
+        self.tokens = array("I")  # index into `words`
+        self.lines = array("q")
+        self.names: list[str] = []
+        self.words: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    @overload
+    def __getitem__(self, i: int) -> Delivery:
+        pass
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Delivery]:
+        pass
+
+    def __getitem__(self, i: Union[int, slice]) -> Union[Delivery, Sequence[Delivery]]:
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(len(self))))
+        return Delivery(
+            self.times[i], self.names[self.receivers[i]], self.words[self.tokens[i]], self.lines[i]
+        )
+
+    def __iter__(self) -> Iterator[Delivery]:
+        names, words = self.names, self.words
+        for t, p, m, line in zip(self.times, self.receivers, self.tokens, self.lines):
+            yield Delivery(t, names[p], words[m], line)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def columns(self) -> Iterator[tuple[float, str, str, int]]:
+        """(t, receiver, token, line) of each delivery, in trace order."""
+        names, words = self.names, self.words
+        for t, p, m, line in zip(self.times, self.receivers, self.tokens, self.lines):
+            yield t, names[p], words[m], line
+
+
 @dataclass(frozen=True)
 class Probe:
     """A probe made by the harness: `kind` "port_released" (after a disconnect/deregister) or
@@ -161,7 +197,7 @@ class Trace:
     scenario: str
     boundary: bool
     ops: tuple[Op, ...]
-    deliveries: tuple[Delivery, ...]
+    deliveries: Sequence[Delivery]
     probes: tuple[Probe, ...]
     end: Optional[float]
     last_t: float
@@ -194,6 +230,8 @@ def _number(value: object) -> Optional[float]:
 
 def _op_id(value: object) -> bool:
     """Op ids are integers (of at most 18 digits) or short strings."""
+    if type(value) is int:
+        return -(10**18) < value < 10**18
     if isinstance(value, bool):
         return False
     if isinstance(value, int):
@@ -247,15 +285,24 @@ def _scenario(header: dict) -> tuple[str, bool]:
     return name, boundary
 
 
+class _Inexact(Exception):
+    """Raised by the reader, before it changes anything, when a value decoded by the fast
+    decoder may differ from the standard library's (orjson turns integers beyond 64 bits into
+    floats): the line is decoded again with `json` and fed again."""
+
+
 class _Reader:
-    """Validating state machine fed one decoded JSON value per line."""
+    """Validating state machine fed one decoded JSON value per line. `exact` is False while
+    the value came from the fast decoder (see `_Inexact`)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.header: Optional[dict] = None
         self.ops: dict[Any, list] = {}
         self.tokens: dict[str, Any] = {}
-        self.deliveries: list[Delivery] = []
+        self.deliveries = Deliveries()
+        self.receiver_index: dict[str, int] = {}
+        self.token_index: dict[str, int] = {}
         self.probes: list[Probe] = []
         self.faults: list[Fault] = []
         self.exits: list[Exit] = []
@@ -266,20 +313,75 @@ class _Reader:
         self.events = 0
         self.log_resets = 0
         self.line = 0
+        self.exact = True
+        d = self.deliveries
+        self.put = (d.times.append, d.receivers.append, d.tokens.append, d.lines.append)
 
     def error(self, reason: str) -> NoReturn:
         raise TraceError(self.path, self.line, reason)
 
-    def feed(self, lineno: int, obj: Any) -> None:
+    def ident(self, value: Any) -> Optional[str]:
+        """`_ident` of a decoded value; a float from the fast decoder may have been a large
+        integer (an id for `json`)."""
+        if type(value) is float and not self.exact:
+            raise _Inexact
+        return _ident(value)
+
+    def raw(self, value: Any) -> Any:
+        """A value kept as it is (a port, a return code): exact, as `json` gives it."""
+        if type(value) is float and not self.exact:
+            raise _Inexact
+        return value
+
+    def feed(self, lineno: int, obj: Any, exact: bool = True) -> None:
         self.line = lineno
-        if not isinstance(obj, dict):
+        self.exact = exact
+        if type(obj) is not dict:
+            if not exact:
+                raise _Inexact  # its type name is quoted: as json decodes it
             self.error(f"not a JSON object ({type(obj).__name__})")
         if self.header is None:
             self.take_header(obj)
             return
-        self.take_event(obj)
+        kind = obj.get("type")
+        if kind == "deliver":  # most lines of a trace
+            self.take_delivery(obj)
+            return
+        if type(kind) is not str:
+            self.error("event without type")
+        kind = kind[:40]
+        if kind == "header":
+            self.error("second header")
+        t = obj.get("t")
+        if type(t) is not float or not self.last_t <= t < MAX_NUMBER or self.end is not None:
+            t = self.time(kind, t)
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            handler(self, obj, t)
+        self.last_t = t
+        self.events += 1
+
+    def time(self, kind: str, t: Any) -> float:
+        """The event's `t`, checked: a finite number, not before the previous event's, and no
+        event after `end`."""
+        if type(t) is not float:
+            t = _number(t) if type(t) is int else None
+            if t is None:
+                self.error(f"{kind} event without numeric t (a finite number of seconds)")
+        elif not -MAX_NUMBER < t < MAX_NUMBER:
+            if not self.exact:
+                raise _Inexact  # maybe an integer beyond what a float holds (rejected by json)
+            if not math.isfinite(t):
+                self.error(f"{kind} event without numeric t (a finite number of seconds)")
+        if t < self.last_t:
+            self.error(f"t {t} decreases (previous event at t {self.last_t})")
+        if self.end is not None:
+            self.error(f"{kind} event after end")
+        return t
 
     def take_header(self, obj: dict) -> None:
+        if not self.exact:
+            raise _Inexact  # the header's nested values are kept: decoded by json, once
         if obj.get("type") != "header":
             self.error(
                 f'first line must be the header (type "header"), got type {_shown(obj.get("type"))}'
@@ -305,41 +407,51 @@ class _Reader:
         self.targets = frozenset(_ident(p) or "" for p in participants)
         self.header = obj
 
-    def take_event(self, obj: dict) -> None:
-        kind = obj.get("type")
-        if not isinstance(kind, str):
-            self.error("event without type")
-        kind = kind[:40]
-        if kind == "header":
-            self.error("second header")
+    def take_delivery(self, obj: dict) -> None:
         t = obj.get("t")
-        if type(t) is not float:
-            t = _number(t) if type(t) is int else None
-        if t is None or not math.isfinite(t):
-            self.error(f"{kind} event without numeric t (a finite number of seconds)")
-        if t < self.last_t:
-            self.error(f"t {t} decreases (previous event at t {self.last_t})")
-        if self.end is not None:
-            self.error(f"{kind} event after end")
-        self.last_t = float(t)
+        if type(t) is not float or not self.last_t <= t < MAX_NUMBER or self.end is not None:
+            t = self.time("deliver", t)
+        participant = obj.get("participant")
+        if type(participant) is not str or not participant:
+            participant = self.ident(participant)
+            if participant is None:
+                self.error("deliver without participant")
+        message = obj.get("message")
+        if type(message) is not str or not message:
+            self.error("deliver without message")
+        who = self.receiver_index.get(participant)
+        if who is None:
+            who = self.receiver_index[participant] = len(self.deliveries.names)
+            self.deliveries.names.append(sys.intern(participant))
+        what = self.token_index.get(message)
+        if what is None:
+            what = self.token_index[message] = len(self.deliveries.words)
+            self.deliveries.words.append(sys.intern(message))
+        put_t, put_who, put_what, put_line = self.put
+        put_t(t)
+        put_who(who)
+        put_what(what)
+        put_line(self.line)
+        self.last_t = t
         self.events += 1
-        handler = _HANDLERS.get(kind)
-        if handler is not None:
-            handler(self, obj, float(t))
 
     def on_invoke(self, obj: dict, t: float) -> None:
         op = obj.get("op")
         if not _op_id(op):
             self.error("invoke without op id")
-        participant = _ident(obj.get("participant"))
-        if participant is None:
-            self.error(f"invoke of op {op} without participant")
+        participant = obj.get("participant")
+        if type(participant) is not str or not participant:
+            participant = self.ident(participant)
+            if participant is None:
+                self.error(f"invoke of op {op} without participant")
         f = obj.get("f")
         if not isinstance(f, str):
             self.error(f"invoke of op {op} without f")
-        if f not in FUNCTIONS:
+        f = _FUNCTION_NAMES.get(f)
+        if f is None:
             self.error(
-                f"invoke of op {op}: unknown f {_shown(f)} (expected one of {', '.join(FUNCTIONS)})"
+                f"invoke of op {op}: unknown f {_shown(obj.get('f'))} (expected one of "
+                f"{', '.join(FUNCTIONS)})"
             )
         if op in self.ops:
             self.error(f"duplicate op id {op} (first invoked on line {self.ops[op][6]})")
@@ -358,7 +470,7 @@ class _Reader:
         # [participant, f, t0, t1, outcome, message, invoke line, op id, completion line,
         #  request_at, acked, late ack, refusal, error]
         self.ops[op] = [
-            participant, sys.intern(f), t, None, "none", message, self.line, op, 0,
+            participant, f, t, None, "none", message, self.line, op, 0,
             None, True, None, None, "",
         ]  # fmt: skip
 
@@ -375,9 +487,11 @@ class _Reader:
         rec[3] = t
         rec[4] = kind
         rec[8] = self.line
-        request_at = _number(obj.get("request_at"))
-        if request_at is not None and rec[2] <= request_at <= t:
-            rec[9] = request_at
+        request_at = obj.get("request_at")
+        if request_at is not None:
+            request_at = _number(request_at)
+            if request_at is not None and rec[2] <= request_at <= t:
+                rec[9] = request_at
         rec[10] = obj.get("acknowledged") is not False
         refusal = obj.get("refusal")
         if isinstance(refusal, str):
@@ -403,27 +517,18 @@ class _Reader:
     def on_process(self, obj: dict, t: float) -> None:
         if obj.get("event") != "exit":
             return
-        target = _ident(obj.get("target"))
+        target = self.ident(obj.get("target"))
         if target is None:
             return
         tail = tuple(self.stderr.get(target, ()))
-        self.exits.append(Exit(t, target, obj.get("returncode"), tail, self.line))
+        self.exits.append(Exit(t, target, self.raw(obj.get("returncode")), tail, self.line))
 
     def on_output(self, obj: dict, t: float) -> None:
         if obj.get("stream") != "stderr":
             return
-        target, line = _ident(obj.get("target")), obj.get("line")
+        target, line = self.ident(obj.get("target")), obj.get("line")
         if target is not None and isinstance(line, str) and line.strip():
             self.stderr.setdefault(target, deque(maxlen=STDERR_TAIL)).append(line[:300])
-
-    def on_deliver(self, obj: dict, t: float) -> None:
-        participant = _ident(obj.get("participant"))
-        if participant is None:
-            self.error("deliver without participant")
-        message = obj.get("message")
-        if not isinstance(message, str) or not message:
-            self.error("deliver without message")
-        self.deliveries.append(Delivery(t, participant, sys.intern(message), self.line))
 
     def on_probe(self, obj: dict, t: float) -> None:
         kind = obj.get("probe")
@@ -432,10 +537,9 @@ class _Reader:
         ok = obj.get("ok")
         if not isinstance(ok, bool):
             self.error(f"{kind} probe without boolean ok")
-        participant = _ident(obj.get("participant")) or "?"
-        self.probes.append(
-            Probe(t, participant, obj.get("port"), ok, self.line, kind, obj.get("op"))
-        )
+        participant = self.ident(obj.get("participant")) or "?"
+        port, op = self.raw(obj.get("port")), self.raw(obj.get("op"))
+        self.probes.append(Probe(t, participant, port, ok, self.line, kind, op))
 
     def on_fault(self, obj: dict, t: float) -> None:
         fault = obj.get("fault")
@@ -443,7 +547,7 @@ class _Reader:
             self.error("fault event without fault (the fault's name)")
         if "target" not in obj:
             self.error(f"{fault} fault event without target")
-        target = _ident(obj.get("target"))
+        target = self.ident(obj.get("target"))
         if target is None:
             self.error(f"{fault} fault event: target must be a participant id or {COORDINATOR!r}")
         if target != COORDINATOR and self.targets and target not in self.targets:
@@ -472,7 +576,7 @@ class _Reader:
             scenario=scenario,
             boundary=boundary,
             ops=ops,
-            deliveries=tuple(self.deliveries),
+            deliveries=self.deliveries,
             probes=tuple(self.probes),
             end=self.end,
             last_t=self.last_t,
@@ -511,7 +615,6 @@ _HANDLERS = {
     "ok": _Reader.on_completion,
     "fail": _Reader.on_completion,
     "info": _Reader.on_completion,
-    "deliver": _Reader.on_deliver,
     "probe": _Reader.on_probe,
     "log_reset": _Reader.on_log_reset,
     "fault": _Reader.on_fault,
@@ -519,12 +622,57 @@ _HANDLERS = {
 }
 
 
+_FUNCTION_NAMES = {f: sys.intern(f) for f in FUNCTIONS}
+
+
+# --- decoding ---------------------------------------------------------------------------
+
+_Line = Union[str, bytes]
+_BLANK = object()  # a blank line: skipped
+FAST_LINE = 400  # longer lines (rare: headers, wire data) go the standard way: one might nest
+# deeper than `json` allows (a line of N characters nests at most N / 2 levels)
+
+
+def _stdlib_fast(raw: _Line) -> Any:
+    """One line's JSON value by the standard library's C scanner (ValueError if it is not
+    one plain value: `_decode` then decides)."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        text = text.strip()
+        obj, end = _SCAN(text, 0)
+    except (StopIteration, RecursionError):
+        raise ValueError("not decoded") from None
+    if end != len(text):
+        raise ValueError("not decoded")
+    return obj
+
+
+try:  # an optional fast path: the same values and errors as the standard library's
+    from orjson import loads as _orjson_loads
+except ImportError:  # pragma: no cover - orjson is optional
+    _fast_decode: Callable[[_Line], Any] = _stdlib_fast
+    FAST_EXACT = True
+else:  # exact but in integers beyond 64 bits (see _Inexact); ValueError when not JSON
+    _fast_decode = _orjson_loads
+    FAST_EXACT = False
+
+
 # scan_once is set in JSONDecoder.__init__, and typeshed's JSONDecoder does not declare it.
 _SCAN = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def _parse(path: str, lineno: int, raw: str, text: str) -> Any:
-    """One line's JSON value (fast C scanner; json.loads only to word the error)."""
+def _decode(path: str, lineno: int, raw: _Line) -> Any:
+    """One line's JSON value by the standard library (or _BLANK); TraceError worded as
+    docs/trace-format.md says."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            reason = f"not UTF-8 (byte {e.start + 1} of the line)"
+            raise TraceError(path, lineno, reason) from None
+    text = raw.strip()
+    if not text:
+        return _BLANK
     try:
         obj, end = _SCAN(text, 0)
         if end == len(text):
@@ -546,7 +694,25 @@ def _parse(path: str, lineno: int, raw: str, text: str) -> Any:
         raise TraceError(path, lineno, f"bad JSON: {msg}{where}") from None
 
 
-_Line = Union[str, bytes]
+def _cut_off(raw: _Line, lineno: int, e: TraceError) -> bool:
+    """Whether `raw`, failing with `e`, may be a last line cut off while being written: bytes
+    without their newline (file lines end in one), not UTF-8, or not JSON after the header."""
+    if not isinstance(raw, bytes) or raw.endswith(b"\n"):
+        return False
+    return lineno > 1 or e.reason.startswith("not UTF-8")
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector off while a trace is read and judged: the millions of objects
+    built hold no cycles, and collecting over them would take as long as the work."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def read_lines(lines: Iterable[_Line], name: str = "<trace>") -> Trace:
@@ -554,43 +720,33 @@ def read_lines(lines: Iterable[_Line], name: str = "<trace>") -> Trace:
     A last line of bytes without its newline that does not parse was cut off while being
     written: the trace is read as truncated there."""
     reader = _Reader(name)
-    feed = reader.feed
-    for lineno, raw, last in _with_last(lines):
-        cut = isinstance(raw, bytes) and not raw.endswith(b"\n")  # file lines end in newlines
-        if isinstance(raw, bytes):
-            data = raw
+    feed, fast, exact = reader.feed, _fast_decode, FAST_EXACT
+    cut: Optional[TraceError] = None  # a cut line's error, raised if a line follows it
+    with gc_paused():
+        for lineno, raw in enumerate(lines, 1):
+            if cut is not None:
+                raise cut
+            if len(raw) <= FAST_LINE:
+                try:
+                    obj = fast(raw)
+                except ValueError:
+                    pass
+                else:
+                    try:
+                        feed(lineno, obj, exact)
+                        continue
+                    except _Inexact:
+                        pass
             try:
-                raw = data.decode("utf-8")
-            except UnicodeDecodeError as e:
-                if last and cut:
-                    break  # a last line cut off while being written: the trace is truncated
-                reason = f"not UTF-8 (byte {e.start + 1} of the line)"
-                raise TraceError(name, lineno, reason) from None
-        text = raw.strip()
-        if not text:
-            continue
-        try:
-            obj = _parse(name, lineno, raw, text)
-        except TraceError:
-            if last and cut and lineno > 1:
-                break  # a last line cut off while being written: the trace is truncated
-            raise
-        feed(lineno, obj)
-    return reader.finish()
-
-
-def _with_last(lines: Iterable[_Line]) -> Iterator[tuple[int, _Line, bool]]:
-    """(line number, line, whether it is the last one) of `lines`."""
-    it = iter(lines)
-    try:
-        current = next(it)
-    except StopIteration:
-        return
-    lineno = 1
-    for following in it:
-        yield lineno, current, False
-        current, lineno = following, lineno + 1
-    yield lineno, current, True
+                obj = _decode(name, lineno, raw)
+            except TraceError as e:
+                if not _cut_off(raw, lineno, e):
+                    raise
+                cut = e
+                continue
+            if obj is not _BLANK:
+                feed(lineno, obj)
+        return reader.finish()
 
 
 def _binary_lines(path: str) -> Iterator[bytes]:

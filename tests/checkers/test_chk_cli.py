@@ -141,19 +141,13 @@ def test_help_explains_every_rule_with_an_example() -> None:
     assert pams().returncode == 2
 
 
-def test_pams_bench_checkers_prints_its_figures_as_json() -> None:
+@pytest.mark.parametrize(
+    ("size", "field"), [("--events", "events"), ("--deliveries", "deliveries")]
+)
+def test_pams_bench_checkers_prints_its_figures_as_json(size: str, field: str) -> None:
     """`pams bench checkers` reaches benchmarks.main: a small correct trace is judged pass."""
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "harness.cli.main",
-            "bench",
-            "checkers",
-            "--events",
-            "3000",
-            "--json",
-        ],
+        [sys.executable, "-m", "harness.cli.main", "bench", "checkers", size, "3000", "--json"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -161,7 +155,8 @@ def test_pams_bench_checkers_prints_its_figures_as_json() -> None:
     )
     assert done.returncode == 0, done.stderr
     figures = json.loads(done.stdout)
-    assert figures["verdict"] == "pass" and figures["events"] >= 3000
+    assert figures["verdict"] == "pass" and figures[field] >= 3000
+    assert figures["check_cpu_seconds"] > 0 and figures["target"].startswith("< ")
     assert "checking it in a child process" in done.stderr  # progress goes to stderr
 
 

@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checkers import TraceError, check_lines, check_path
+from checkers import trace as trace_module
 from checkers.trace import read_lines
 
 pytestmark = pytest.mark.timeout(60)
@@ -333,3 +334,96 @@ def test_any_lines_give_a_trace_or_a_one_line_error(body: list[str]) -> None:
         check_lines([json.dumps(HEADER), *body])
     except TraceError as e:
         assert "\n" not in str(e) and len(str(e)) < 400
+
+
+# -- the fast decoder (orjson, optional) reads exactly what the standard library reads -----
+
+
+def _read_with(decoder: str, raw: list[Any]) -> Any:
+    """What read_lines makes of `raw` with one decoder: a summary of the trace, or the
+    error text."""
+    saved = trace_module._fast_decode, trace_module.FAST_EXACT
+    if decoder == "stdlib":
+        trace_module._fast_decode, trace_module.FAST_EXACT = trace_module._stdlib_fast, True
+    try:
+        t = read_lines(raw, name="t.jsonl")
+    except TraceError as e:
+        return str(e)
+    finally:
+        trace_module._fast_decode, trace_module.FAST_EXACT = saved
+    shown = (t.ops, list(t.deliveries), t.probes, t.faults, t.exits, t.participants)
+    return repr((shown, t.events, t.end, t.last_t, t.log_resets, t.td, t.scenario))
+
+
+_BIG = (2**63, 2**64, -(2**63) - 1, 10**20, 10**301, 10**400)
+_BASES = (
+    {"type": "deliver", "participant": "1", "message": "MA"},
+    {"type": "invoke", "participant": "1", "f": "register"},
+    {"type": "probe", "probe": "listening", "participant": "1", "ok": True},
+    {"type": "process", "event": "exit", "target": "1"},
+    {"type": "fault", "fault": "kill", "target": "1"},
+    {"type": "output", "stream": "stderr", "target": "1", "line": "x"},
+    {"type": "ok"},
+)
+_KEYS = ("participant", "target", "port", "returncode", "t", "op", "request_at")
+_ODD = (
+    "[" * 300 + "]" * 300,
+    '{"type": "noise", "t": 1, "x": ' + "[" * 1000 + "]" * 1000 + "}",  # too deep for json
+    '{"type": "noise", "t": 1, "x": ' + "[" * 150 + "]" * 150 + "}",
+    '{"type": "noise", "t": NaN}',
+    '{"type": "noise", "t": 1, "s": "\\ud800"}',
+    '\ufeff{"type": "noise", "t": 1}',
+    '{"type": "noise", "t": 1}\x0c',
+    "18446744073709551616",
+    '{"type": "process", "t": 1, "event": "exit", "target": 3.0, "returncode": 1.5}',
+)
+_PREFIX = [
+    json.dumps({**HEADER, "participants": ["1", "2", str(10**20)]}),
+    json.dumps({"type": "invoke", "t": 0.5, "op": 1, "participant": "1", "f": "msend",
+                "message": "MA"}),
+]  # fmt: skip
+
+
+def test_the_fast_decoder_reads_what_the_standard_library_reads() -> None:
+    """Every large integer in every field the reader keeps, and lines orjson and json treat
+    differently (deep nesting, NaN, lone surrogates, a BOM, other whitespace)."""
+    pytest.importorskip("orjson")
+    odd = [json.dumps({**b, "t": 1, "op": 1, k: n}) for b in _BASES for k in _KEYS for n in _BIG]
+    heads = [{**HEADER, k: n} for k in ("version", "td", "tolerance") for n in _BIG]
+    heads += [{**HEADER, "participants": [n]} for n in _BIG]
+    for head in heads:
+        raw = [json.dumps(head), _PREFIX[1]]
+        assert _read_with("orjson", raw) == _read_with("stdlib", raw), head
+    for line in [*odd, *_ODD]:
+        for raw in (
+            [*_PREFIX, line],
+            [x.encode("utf-8", "surrogatepass") + b"\n" for x in [*_PREFIX, line]],
+        ):
+            assert _read_with("orjson", raw) == _read_with("stdlib", raw), line
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(_EVENT.map(json.dumps), st.sampled_from(_ODD), st.text(max_size=30)), max_size=8
+    )
+)
+def test_the_fast_decoder_agrees_on_any_lines(body: list[str]) -> None:
+    pytest.importorskip("orjson")
+    raw = [*_PREFIX, *body]
+    assert _read_with("orjson", raw) == _read_with("stdlib", raw)
+
+
+def test_integers_beyond_64_bits_are_kept_exact() -> None:
+    """orjson would make floats of them; the reader decodes such lines again with json."""
+    big = 10**20
+    raw = lines(
+        {"type": "deliver", "t": 1, "participant": big, "message": "MA"},
+        {"type": "probe", "t": 2, "probe": "port_released", "participant": "1", "ok": False,
+         "port": big},
+        {"type": "process", "t": 3, "event": "exit", "target": big, "returncode": -big},
+    )  # fmt: skip
+    trace = read_lines(raw)
+    assert list(trace.deliveries)[0].participant == str(big)
+    port, code = trace.probes[0].port, trace.exits[0].returncode
+    assert (type(port), port, type(code), code) == (int, big, int, -big)
