@@ -353,3 +353,16 @@ def test_reply_word_only_for_a_kept_connection_with_other_lines() -> None:
     assert vs.reply_word(noisy) == ""  # NOTICE after every command too: which one answers?
     one_each = [(k, c * 10 + n, n, d) for k, c, n, d in kept]  # a connection per command
     assert vs.reply_word(one_each) == ""
+
+
+def test_greeting_bytes_before_the_request_make_the_answer_line_the_reply() -> None:
+    wire: list[vs.Wire] = []
+    for n, (conn, answer) in enumerate(((5, b"OK 1\n"), (6, b"OK\n"), (7, b"ERR no\n")), 1):
+        wire += [("reply", conn, n, b"\xac\xed\x00\x05"), ("request", conn, n, b"REGISTER")]
+        wire.append(("reply", conn, n, answer))
+    assert vs.greeting_reply(wire) == r"(OK|ERR)[^\n]*\n"
+    later = [wire[i] for i in (1, 0, 2, 4, 3, 5, 7, 6, 8)]  # reported after the request
+    assert vs.greeting_reply(later) == r"(OK|ERR)[^\n]*\n"
+    assert vs.greeting_reply(wire[:6]) == ""  # two commands are not enough
+    plain = [w for w in wire if w[3] != b"\xac\xed\x00\x05"]
+    assert vs.greeting_reply(plain) == ""  # answers only after the request: nothing to wait for

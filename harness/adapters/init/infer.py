@@ -254,7 +254,15 @@ def _rest(
             f"its answers have nothing in common ({', '.join(repr(a) for a in stripped[:3])}); "
             "the coordinator's reply completes each op"
         )
-    word = vs.reply_word(list(proc.seen.wire))
+    wire = list(proc.seen.wire)
+    greeting = vs.greeting_reply(wire)
+    word = "" if greeting else vs.reply_word(wire)
+    if greeting:
+        f.reply_pattern = greeting
+        f.why["reply_pattern"] = (
+            "the coordinator writes bytes on each connection before reading the request; "
+            "its answer is the line after them"
+        )
     if word:
         f.reply_pattern = rf"(?m)^{word}\b"
         f.why["reply_pattern"] = (

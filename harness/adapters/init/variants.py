@@ -169,3 +169,38 @@ def reply_word(wire: Sequence[Wire]) -> str:
         return ""
     word = common.pop()
     return word if re.fullmatch(r"[A-Za-z]{1,12}", word) else ""
+
+
+def greeting_reply(wire: Sequence[Wire]) -> str:
+    """For a coordinator that writes bytes on every connection before its answer (a stream
+    header, a banner: bytes that came before the request, or a first chunk without a newline
+    followed by more): a reply_pattern that waits for the answer line, from the word the
+    answer starts with after each command (`OK 1` -> `(OK|ERR)[^\\n]*\\n`); '' when fewer
+    than three commands' connections showed such bytes."""
+    requested: set[int] = set()
+    early: set[int] = set()
+    chunks: dict[int, list[bytes]] = {}
+    command_of: dict[int, int] = {}
+    for kind, conn, command, data in wire:
+        if kind == "request":
+            requested.add(conn)
+            command_of.setdefault(conn, command)
+            continue
+        if conn not in requested:
+            early.add(conn)
+        chunks.setdefault(conn, []).append(data)
+    after: dict[int, str] = {}  # command -> the coordinator's text after its greeting
+    for conn, parts in chunks.items():
+        greets = conn in early or (len(parts) >= 2 and b"\n" not in parts[0])
+        if greets and conn in command_of:
+            after[command_of[conn]] = b"".join(parts[1:]).decode("utf-8", "replace")
+    words = set()
+    for text in after.values():
+        m = re.match(r"[^A-Za-z]*([A-Za-z]{1,10})\b", text)
+        words.add(m.group(1) if m else "")
+    words -= {w for w in words if w.lower() in ("err", "error")}
+    if len(after) < 3 or len(words) != 1 or "" in words:
+        return ""
+    word = words.pop()
+    err = {"lower": "err", "capital": "Err", "upper": "ERR"}[case_of(word)]
+    return f"({re.escape(word)}|{err})[^\\n]*\\n"

@@ -131,7 +131,10 @@ def render(sheet: Sheet, f: Findings, when: str = "") -> str:
         out.append(f"# no done_pattern: {one_line(why['done_pattern'])}")
     if f.reply_pattern:
         out.append(field("reply_pattern", f.reply_pattern, why.get("reply_pattern", "")))
-        out.append(field("complete_on", "reply", "only the coordinator's answer completes an op"))
+        if not f.done_pattern:
+            out.append(
+                field("complete_on", "reply", "only the coordinator's answer completes an op")
+            )
     if f.prompt:
         out.append(
             field(
