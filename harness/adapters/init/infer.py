@@ -30,6 +30,8 @@ class Findings:
     prompt: str = ""
     startup: float = 0.0
     why: dict[str, str] = field(default_factory=dict)
+    port: int = 0  # the thread-B port of the probe's last register/reconnect
+    token: str = ""  # the message of its last msend
     unknown: list[str] = field(default_factory=list)
     smoke: list[str] = field(default_factory=list)
 
@@ -135,7 +137,6 @@ def _participant(
         return
     f.unknown.append("how the participant takes its config and commands: " + summary(tried))
     f.why["participant"] = "the assignment's form (no variant got a register through)"
-    f.why["commands"] = "the assignment's words (none could be confirmed)"
     answers = [x for x in first_lines if x.strip() and not vs.PROMPT_ONLY.match(x)]
     f.done_pattern = vs.done_pattern(answers)
     if f.done_pattern:
@@ -167,9 +168,6 @@ def _op(
         last = s.send(proc, text, pace.op)
         if last.requested:
             f.commands[op] = vs.command(op, word)
-            f.why.setdefault("commands", f"`{text}` reached the coordinator")
-            if op == "register":
-                _thread_b(f, text)
             return word, last
         if (
             op in ("register", "reconnect")
@@ -187,26 +185,21 @@ def _op(
     return None, last
 
 
-def _thread_b(f: Findings, text: str) -> None:
-    f.why.setdefault("register", text)
-
-
 def _text(s: Session, op: str, word: str, f: Findings) -> str:
-    f.why.setdefault("_last_port", "")
+    """The command line for `op` with `word`: a fresh thread-B port, a fresh message token."""
     if op in ("register", "reconnect"):
-        port = s.port(4 if f.four_digit else 5)
-        f.why["_last_port"] = str(port)
-        return f"{word} {port}"
+        f.port = s.port(4 if f.four_digit else 5)
+        return f"{word} {f.port}"
     if op == "msend":
-        f.why["_token"] = f"M{next(TOKENS):08d}"[-9:]
-        return f"{word} {f.why['_token']}"
+        f.token = f"M{next(TOKENS)}"
+        return f"{word} {f.token}"
     return word
 
 
 def _rest(
     s: Session, proc: Proc, f: Findings, case: str, pace: Pace, say: Say, banner: int
 ) -> None:
-    port = int(f.why["_last_port"])
+    port = f.port
     f.smoke.append(_said("register", True, listening(port, True, 1.0), "thread-B listening"))
     for op in ("msend", "disconnect", "reconnect", "deregister"):
         word, reaction = _op(s, proc, f, op, case, pace)
@@ -217,8 +210,7 @@ def _rest(
                 break
             continue
         if op == "msend":
-            token = f.why["_token"]
-            where = find_token(proc, token, 2.0)
+            where = find_token(proc, f.token, 2.0)
             _log(f, proc, where)
             f.smoke.append(
                 _said(op, reaction.replied, where is not None, "delivered to the sender's log")
@@ -228,7 +220,7 @@ def _rest(
                 _said(op, reaction.replied, listening(port, False, 1.0), "thread-B port released")
             )
         elif op == "reconnect":
-            port = int(f.why["_last_port"])
+            port = f.port
             f.smoke.append(
                 _said(op, reaction.replied, listening(port, True, 1.0), "thread-B listening")
             )

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 from harness.adapters.adapter import render
 from harness.adapters.init import variants as vs
 from harness.proxy.hub import ProxyHub
-from harness.running.ports import PortPicker, bindable
+from harness.running.ports import PortPicker
 from harness.running.procs import (
     Child,
     Supervisor,
@@ -262,10 +262,6 @@ def find_token(proc: Proc, token: str, within: float) -> Optional[Path]:
         if time.monotonic() > end:
             return None
         time.sleep(0.05)
-
-
-def bound_ok(port: int) -> bool:
-    return bindable(port)
 
 
 def python_values(workdir: Path) -> dict[str, Any]:
