@@ -153,6 +153,7 @@ def run_scenario(
     failed = _build(adapter, out)
     if failed:
         return RunResult(scenario.name, out, None, error=failed, seconds=time.monotonic() - start)
+    out.mkdir(parents=True, exist_ok=True)
     skipped = clock_skip_reason(adapter, scenario, out) if scenario.needs_clock else None
     if skipped:  # measured here, once per process, not in every run's own process
         return RunResult(
