@@ -12,7 +12,8 @@ import os
 import signal
 import sys
 import time
-from typing import Callable, Optional, TextIO
+from collections.abc import Coroutine
+from typing import Any, Callable, Optional, TextIO, cast
 
 from reference.config import ConfigError, load_coordinator_config
 from reference.core import Action, CloseChannel, CoordinatorCore, OpenChannel, Overflow, Wake
@@ -63,8 +64,7 @@ class RequestProtocol(asyncio.Protocol):
         self.timer: Optional[asyncio.TimerHandle] = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.timer = asyncio.get_running_loop().call_later(REQUEST_TIMEOUT, self._timed_out)
 
     def data_received(self, data: bytes) -> None:
@@ -167,10 +167,9 @@ class Channel(asyncio.Protocol):
         self.inbox = bytearray()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         if self.closed:
-            transport.close()
+            self.transport.close()
             return
         self.pump()
 
@@ -315,6 +314,20 @@ async def serve(port: int, td: float, log: Log, host: str = "0.0.0.0") -> None:
     log.event("stopping")
 
 
+def run(main: Coroutine[Any, Any, None]) -> None:
+    """Run `main` on uvloop when it is installed (`pip install pams[fast]`) and not refused by
+    PAMS_REFERENCE_LOOP=asyncio, else on the standard library's event loop."""
+    if os.environ.get("PAMS_REFERENCE_LOOP", "") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            uvloop.run(main)
+            return
+    asyncio.run(main)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Command line entry point; returns the exit status (2 for usage or config errors)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -332,7 +345,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     log = Log(sys.stderr, verbose)
     try:
-        asyncio.run(serve(config.port, config.td, log))
+        run(serve(config.port, config.td, log))
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         log.event(f"{args[0]}:1: cannot listen on port {config.port}: {reason}")

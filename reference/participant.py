@@ -16,7 +16,7 @@ import struct
 import sys
 import threading
 from pathlib import Path
-from typing import Optional, TextIO
+from typing import Any, Optional, TextIO
 
 from reference.config import ConfigError, ParticipantConfig, load_participant_config
 from reference.participant_state import (
@@ -39,12 +39,48 @@ from reference.wire import MAX_LINE, quote
 
 TIMEOUT = 5.0  # seconds, for the control connection's connect and for its reply
 _RST_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER {on, 0 s}: close() sends RST, no TIME_WAIT
+# Linux applies SO_SNDTIMEO to connect() too, so a blocking socket with kernel timeouts does
+# what socket.settimeout() does without a poll() before every call; elsewhere settimeout().
+_KERNEL_TIMEOUTS = sys.platform.startswith("linux")
+_TIMEVAL = struct.pack("ll", int(TIMEOUT), int(TIMEOUT % 1 * 1_000_000))
+_ADDRESSES: dict[tuple[str, int], list[tuple[Any, ...]]] = {}  # getaddrinfo, once per address
 
 
 def _reason(exc: OSError) -> str:
-    if isinstance(exc, socket.timeout):
+    if isinstance(exc, (socket.timeout, BlockingIOError)):  # BlockingIOError: a kernel timeout
         return "timed out"
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
+
+
+def set_timeouts(sock: socket.socket, recv: bool = True) -> None:
+    """Make every connect, send (and recv, when `recv`) on `sock` give up after TIMEOUT."""
+    if not _KERNEL_TIMEOUTS:
+        sock.settimeout(TIMEOUT)
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL)
+    if recv:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL)
+
+
+def connect(host: str, port: int) -> socket.socket:
+    """A TCP connection to host:port (each address it resolves to in turn, as
+    `socket.create_connection` does; resolved once), with `set_timeouts`; OSError if none."""
+    addresses = _ADDRESSES.get((host, port))
+    if addresses is None:
+        addresses = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+        _ADDRESSES[(host, port)] = addresses
+    failure: Optional[OSError] = None
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            set_timeouts(sock)
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            failure = exc
+            continue
+        return sock
+    raise failure or OSError(f"no address for {host}")
 
 
 class DeliveryLog:
@@ -137,7 +173,7 @@ class Receiver:
             conn, _ = self._listener.accept()
         except OSError:
             return
-        conn.settimeout(TIMEOUT)
+        set_timeouts(conn, recv=False)  # it is read only when select says it is readable
         self._buffers[conn] = b""
         self._selector.register(conn, selectors.EVENT_READ, "conn")
 
@@ -179,7 +215,7 @@ def _read_reply(sock: socket.socket) -> Outcome:
     while b"\n" not in data and len(data) <= MAX_LINE:
         try:
             chunk = sock.recv(4096)
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError):  # BlockingIOError: SO_RCVTIMEO ran out
             return Lost(f"no reply from coordinator within {TIMEOUT:g}s")
         except OSError as exc:
             return Lost(f"connection to coordinator lost: {_reason(exc)}")
@@ -193,13 +229,12 @@ def _read_reply(sock: socket.socket) -> Outcome:
 
 def send_request(config: ParticipantConfig, command: Command) -> Outcome:
     """One control request on its own connection: connect, send one line, read one reply."""
-    address = (config.coordinator_host, config.coordinator_port)
     try:
-        sock = socket.create_connection(address, timeout=TIMEOUT)
+        sock = connect(config.coordinator_host, config.coordinator_port)
     except OSError as exc:
         return Unsent(f"coordinator unreachable: {_reason(exc)}")
     with sock:
-        host = sock.getsockname()[0]
+        host = sock.getsockname()[0] if command.listens else ""  # only register/reconnect say
         line = request_line(config.participant_id, command, host)
         try:
             sock.sendall(line.encode("ascii"))

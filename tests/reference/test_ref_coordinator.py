@@ -318,6 +318,31 @@ def test_every_member_gets_every_message_in_send_order(
 
 
 @pytest.mark.timeout(30)
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_serves_on_uvloop_when_installed_else_on_asyncio(
+    procs: ProcessGroup,
+    tmp_path: Path,
+    thread_bs: list[FakeThreadB],
+    monkeypatch: pytest.MonkeyPatch,
+    loop: str,
+) -> None:
+    if loop == "uvloop":
+        pytest.importorskip("uvloop")
+    monkeypatch.setenv("PAMS_REFERENCE_LOOP", loop)  # "asyncio" refuses uvloop
+    coordinator, port = start_coordinator(procs, tmp_path, 3)
+    maps = Path(f"/proc/{coordinator.popen.pid}/maps").read_text()
+    assert ("uvloop" in maps) == (loop == "uvloop")
+    fakes = [listener(thread_bs) for _ in range(2)]
+    for pid, fake in zip("12", fakes):
+        register(port, pid, fake)
+    sent = [(int(ok(port, f"MSEND 1 m{i}").split()[1]), "1", f"m{i}") for i in range(5)]
+    for fake in fakes:
+        wait_until(lambda f=fake: len(f.messages) >= 5, WAIT, "all deliveries")
+        assert fake.messages == sent
+    assert err(port, "MSEND 3 x") == "ERR 3 is not registered"
+
+
+@pytest.mark.timeout(30)
 def test_reconnect_on_a_new_port_gets_the_backlog_in_order(
     procs: ProcessGroup, tmp_path: Path, thread_bs: list[FakeThreadB]
 ) -> None:
