@@ -50,7 +50,12 @@ def progress(text: str) -> None:
     print(f"pams bench: {text}", file=sys.stderr, flush=True)
 
 
-def write_trace(
+def write_trace(path: Path, knobs: tracegen.Knobs, seed: int, events: int) -> int:
+    """Stream a generated trace of about `events` events to `path`; return the event count."""
+    return write_counted(path, knobs, seed, events)[0]
+
+
+def write_counted(
     path: Path, knobs: tracegen.Knobs, seed: int, events: int, deliveries: Optional[int] = None
 ) -> tuple[int, int]:
     """Stream a generated trace of about `events` events (or `deliveries` deliveries) to
@@ -105,7 +110,7 @@ def bench_checkers(args: argparse.Namespace) -> dict[str, Any]:
         )
         progress(f"generating a correct trace of {size_text} into {path} ...")
         start = time.perf_counter()
-        count, delivered = write_trace(path, knobs, args.seed, args.events, args.deliveries)
+        count, delivered = write_counted(path, knobs, args.seed, args.events, args.deliveries)
         generated = time.perf_counter() - start
         size = path.stat().st_size
         progress(f"generated in {generated:.1f} s; checking it in a child process ...")

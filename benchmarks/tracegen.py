@@ -1,19 +1,23 @@
-"""Trace generator: a small model of a correct system that emits trace-format-v1 events.
+"""Trace model: simulates a `Scenario` (harness/scenarios/model.py) run by a correct
+implementation and emits the trace-format-v1 events the harness would record
+(docs/trace-format.md, docs/rules.md).
 
-Pure and deterministic: a schedule of participant actions (or a seeded random stream of them)
-goes in, the header and events a correct coordinator would produce (docs/trace-format.md,
-docs/rules.md) come out.
-No sockets, no clocks, no checker import; events stream out in time order, so a trace of any
-length is written without holding it in memory. Besides `ok` ops the model knows ops that
+Pure and deterministic: a scenario — from the random schedule generator
+(harness/scenarios/randomgen.py, with the `Reply` each op was planned around), from the
+registry, or written by hand — goes in, the header and events of a correct coordinator come
+out. No sockets, no clocks, no checker import; events stream out in time order, so a trace of
+any length is written without holding it in memory. Besides `ok` ops the model knows ops that
 failed (no effect), ops whose outcome the harness never learned (`info`, or no completion),
 log lines without a token (`noise`) and logs that start a new generation (`log_reset`).
+Traces of faulty implementations are this model's traces changed at chosen points (the
+checkers' property tests do that).
 
-Faults (actions with f "kill" or "pause", off by default): a participant killed at k loses
-what was in flight to it (or it lands at k), the coordinator keeps what is sent later for its
-next reconnect as for an offline one, and the harness restarts it (a new log generation) after
-`duration`; a pause (of a participant, or of the "coordinator") lasts `duration`, and every
-delivery that would land while its receiver or the coordinator is paused lands just after
-the resume instead.
+Faults (scenario steps): a participant killed at k loses what was in flight to it (or it lands
+at k), the coordinator keeps what is sent later for its next reconnect as for an offline one,
+and the harness restarts it (a new log generation) at its `restart` step; a pause (of a
+participant, or of the "coordinator") lasts until its `resume`, and every delivery that would
+land while its receiver or the coordinator is paused lands just after the resume instead; a
+partition until its `heal` makes the participant's ops fail. Clock steps change nothing here.
 """
 
 from __future__ import annotations
@@ -27,42 +31,32 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Optional
 
-from checkers.traceformat import COORDINATOR, FUNCTIONS  # noqa: E402
+from checkers.traceformat import COORDINATOR, FUNCTIONS
+from harness.scenarios import randomgen
+from harness.scenarios.model import Scenario, Step, validate
+from harness.scenarios.randomgen import MARGIN, VALID_FROM, Knobs, Reply
+from harness.scenarios.tokens import token
 
-FAULTS = ("kill", "pause")  # fault actions: `duration` is the restart delay / the pause length
-TOKEN_DIGITS = 7
-MARGIN = 0.5  # generated message ages at reconnect keep this far outside td ± tol
-GAP = 0.01  # least pause between two ops of one participant (and, serialized, of anyone)
+__all__ = ["MARGIN", "Knobs", "Reply", "token"]
+
+FAULTS = ("kill", "pause", "partition")  # fault actions: `duration` runs to their end step
+ENDS = randomgen.ENDS  # the step that ends each fault: restart, resume, heal
 PROBE_DELAY = 0.002  # port_released probe after a disconnect/deregister completes
 LATENCY_MAX = 0.05  # a delivery lands at most this long after the coordinator acted
-_NEXT = {"register": "online", "reconnect": "online", "disconnect": "offline", "deregister": "out"}
-VALID_FROM = {  # coordinator states in which each op is accepted; elsewhere it fails
-    "register": ("out",),
-    "reconnect": ("offline",),
-    "disconnect": ("online",),
-    "deregister": ("online", "offline"),
-    "msend": ("online", "offline"),
-}
+_NEXT = randomgen.NEXT
 OUTCOMES = ("ok", "fail", "info", "none")
 NOISE = ("Welcome!", "Participant ready", "> ", "[connected to coordinator]")
 RESETS = ("truncated", "deleted", "recreated")
-P_NONE = 0.1  # share of unknown outcomes that get no completion at all (the trace ends first)
-
-
-def token(n: int) -> str:
-    """The n-th message token: "M" and 7 digits, so none can appear inside a run of others."""
-    return f"M{n:0{TOKEN_DIGITS}d}"
 
 
 @dataclass(frozen=True)
 class Action:
-    """One op a participant invokes at `t`; its completion (`outcome`) comes at `t + duration`.
-
-    The coordinator acts on it at `t + effect * duration` (effect in [0, 1]) when the outcome
-    is `ok`, never when it is `fail`, and, when it is `info` (timed out) or `none` (no
-    completion at all), only if `acted`. A fault action (f in FAULTS) is injected at `t` and
-    lasts `duration` (kill: until the restart; pause: until the resume).
-    """
+    """One op a participant invokes at `t`, as the simulation takes it: its completion
+    (`outcome`) comes at `t + duration`. The coordinator acts on it at `t + effect * duration`
+    (effect in [0, 1]) when the outcome is `ok`, never when it is `fail`, and, when it is
+    `info` (timed out) or `none` (no completion at all), only if `acted`. A fault action (f in
+    FAULTS) is injected at `t` and lasts `duration` (kill: until the restart; pause: until the
+    resume; partition: until the heal)."""
 
     t: float
     participant: str
@@ -75,51 +69,46 @@ class Action:
     acted: bool = True
 
     @property
-    def acts(self) -> bool:
-        """Whether the coordinator acts on this op at all."""
-        return self.outcome == "ok" or (self.outcome != "fail" and self.acted)
+    def reply(self) -> Reply:
+        """How the op went (its `acts`: whether the coordinator acts on it at all)."""
+        return Reply(self.duration, self.effect, self.outcome, self.acted)
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """A whole run: parameters and the time-ordered actions of every participant."""
+class Run:
+    """What the model simulates: a scenario, how the implementation answered each step
+    (`replies`, aligned with `scenario.steps`; None or missing: the model's own answer, drawn
+    from `seed`), and its logs' noise."""
 
-    td: float
-    participants: tuple[str, ...]
-    actions: tuple[Action, ...]
-    tolerance: float = 1.0
-    latency_bound: float = 1.0
+    scenario: Scenario
+    replies: tuple[Optional[Reply], ...] = ()
     seed: int = 0
-    scenario: str = "tracegen"
     p_noise: float = 0.0  # before each delivery, a log line without a token
     p_log_reset: float = 0.0  # before each delivery, the participant's log starts afresh
+    op_time: tuple[float, float] = (0.005, 0.08)  # the model's own op durations
 
+    @property
+    def td(self) -> float:
+        return self.scenario.td
 
-@dataclass(frozen=True)
-class Knobs:
-    """Shape of a random schedule (see `random_actions`)."""
+    @property
+    def participants(self) -> tuple[str, ...]:
+        return self.scenario.participants
 
-    participants: int = 3
-    td: float = 3.0
-    tolerance: float = 1.0
-    latency_bound: float = 1.0
-    concurrent: bool = False  # False: no two ops of anyone overlap (every state is known)
-    op_time: tuple[float, float] = (0.005, 0.08)
-    pause: tuple[float, float] = (GAP, 0.3)
-    out_time: tuple[float, float] = (0.2, 3.0)
-    p_long: float = 0.4  # an offline period outlasts td (by td + tol + MARGIN at least)
-    p_leave_offline: float = 0.1  # an offline period ends in deregister instead of reconnect
-    w_msend: float = 0.8
-    w_disconnect: float = 0.12
-    w_deregister: float = 0.08
-    p_fail: float = 0.0  # an op fails: refused, or swapped for one invalid in its state
-    p_info: float = 0.0  # an op times out (info; a few get no completion, ending their participant)
-    p_noise: float = 0.0  # a log line without a token before a delivery
-    p_log_reset: float = 0.0  # a new log generation before a delivery
-    p_kill: float = 0.0  # an idle online participant is killed (restart, then reconnect) instead
-    p_pause: float = 0.0  # an idle online participant is paused instead of acting
-    p_coordinator_pause: float = 0.0  # before an action, the coordinator pauses (all ops idle)
-    pause_time: tuple[float, float] = (0.2, 2.5)
+    @property
+    def tolerance(self) -> float:
+        tol = self.scenario.tolerance
+        return 1.0 if tol is None else tol
+
+    @property
+    def latency_bound(self) -> float:
+        lat = self.scenario.latency_bound
+        return 1.0 if lat is None else lat
+
+    @property
+    def actions(self) -> tuple[Action, ...]:
+        """The scenario's steps as the simulation's actions (time order)."""
+        return tuple(_actions(self))
 
 
 # ----------------------------------------------------------------------------- the model
@@ -345,9 +334,10 @@ def body(
 def _inject(sim: _Sim, a: Action) -> None:
     """The fault events of fault action `a` and, for a kill, its effect at the coordinator."""
     end = a.t + a.duration
-    back = "restart" if a.f == "kill" else "resume"
     sim.emit(a.t, {"type": "fault", "t": a.t, "fault": a.f, "target": a.participant})
-    sim.emit(end, {"type": "fault", "t": end, "fault": back, "target": a.participant})
+    sim.emit(end, {"type": "fault", "t": end, "fault": ENDS[a.f], "target": a.participant})
+    if a.f == "partition":
+        return  # only its participant's ops notice (their replies say how)
     if a.f == "pause":
         sim.paused.setdefault(a.participant, []).append((a.t, end))
         return
@@ -386,8 +376,12 @@ def _submit(sim: _Sim, op: int, a: Action, ports: dict[str, int]) -> None:
         probe = {"type": "probe", "t": done + PROBE_DELAY, "participant": a.participant}
         probe.update(probe="port_released", port=ports.get(a.participant, 0), ok=True)
         sim.emit(done + PROBE_DELAY, probe)
-    if a.acts:
-        heapq.heappush(sim.coord, (a.t + a.effect * a.duration, next(sim.seq), "act", a))
+    if a.reply.acts:
+        at = a.t + a.effect * a.duration
+        if a.f in ("register", "reconnect"):  # thread-B listens before the request is sent
+            probe = {"type": "probe", "t": at, "participant": a.participant, "op": op}
+            sim.emit(at, dict(probe, probe="listening", port=a.port, ok=True))
+        heapq.heappush(sim.coord, (at, next(sim.seq), "act", a))
 
 
 def _completion(a: Action, op: int, done: float, status: str) -> dict[str, Any]:
@@ -401,26 +395,29 @@ def _completion(a: Action, op: int, done: float, status: str) -> dict[str, Any]:
     return event
 
 
-def events(schedule: Schedule) -> Iterator[dict[str, Any]]:
-    """The whole trace of `schedule` (header first, `end` last) as event dicts."""
-    actions = [asdict(a) for a in schedule.actions]
-    scenario = {"name": schedule.scenario, "actions": actions}
-    yield header(
-        schedule.td,
-        schedule.participants,
-        tolerance=schedule.tolerance,
-        latency_bound=schedule.latency_bound,
-        seed=schedule.seed,
-        scenario=scenario,
+def events(run: Run) -> Iterator[dict[str, Any]]:
+    """The whole trace of `run` (header first, `end` last) as event dicts. The header holds
+    the scenario (as the harness records it, for `pams replay`) and, in `model`, the replies
+    the run was simulated with (None where the model answered itself)."""
+    head = header(
+        run.td,
+        run.participants,
+        tolerance=run.tolerance,
+        latency_bound=run.latency_bound,
+        seed=run.seed,
+        scenario=run.scenario.to_json(),
     )
+    replies = [asdict(r) if r is not None else None for r in run.replies]
+    head["implementation"]["model"] = {"replies": replies}
+    yield head
     yield from body(
-        schedule.actions,
-        schedule.td,
-        schedule.participants,
-        seed=schedule.seed,
-        latency_bound=schedule.latency_bound,
-        p_noise=schedule.p_noise,
-        p_log_reset=schedule.p_log_reset,
+        run.actions,
+        run.td,
+        run.participants,
+        seed=run.seed,
+        latency_bound=run.latency_bound,
+        p_noise=run.p_noise,
+        p_log_reset=run.p_log_reset,
     )
 
 
@@ -429,229 +426,172 @@ def lines(events_: Iterable[dict[str, Any]]) -> Iterator[str]:
     return (json.dumps(e, separators=(",", ":")) for e in events_)
 
 
-# ----------------------------------------------------------------------------- random schedules
+# ------------------------------------------------------------------ scenarios to actions
 
 
-@dataclass
-class _Member:
-    index: int
-    status: str = "out"  # as the participant (and the harness) believes
-    coord: str = "out"  # as the coordinator has it (differs after an info op it did not act on)
-    ports: int = 0
-    planned: Optional[Action] = None  # the op that ends an offline period, fixed at disconnect
+class _Ports:
+    """Thread-B port numbers the model gives register/reconnect steps ("same": the last)."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}
+        self.count = itertools.count(1)
+
+    def take(self, step: Step) -> int:
+        if step.action not in ("register", "reconnect"):
+            return 0
+        if step.port == "same" and step.target in self.last:
+            return self.last[step.target]
+        self.last[step.target] = port = 20000 + next(self.count) % 40000
+        return port
 
 
-@dataclass
-class _Builder:
-    """Mutable state of `random_actions` (the plan: busy time, reserved slots, send bans)."""
+def _action(step: Step, reply: Reply, port: int) -> Action:
+    return Action(
+        step.at,
+        step.target,
+        step.action,
+        reply.duration,
+        reply.effect,
+        step.message or "",
+        port,
+        reply.outcome,
+        reply.acted,
+    )
 
-    rng: random.Random
-    k: Knobs
-    busy_until: float = 0.0
-    reserved: list[tuple[float, float]] = field(default_factory=list)  # planned op windows
-    bans: list[tuple[float, float]] = field(default_factory=list)  # no msend window may touch
-    frozen: list[tuple[float, float]] = field(default_factory=list)  # coordinator pauses: no op
-    last_end: float = 0.0  # when the last op invoked so far completes
-    messages: int = 0
 
-    def span(self) -> float:
-        return self.rng.uniform(*self.k.op_time)
+def _actions(run: Run) -> Iterator[Action]:
+    """Each op step with its reply (the model's own when none is given: it refuses what a
+    correct coordinator refuses, and an op of a partitioned participant fails), each fault
+    step lasting until its end step; other steps (clock steps) change nothing here."""
+    rng, ports = random.Random(f"replies-{run.seed}"), _Ports()
+    steps = run.scenario.steps
+    drawn = [Reply(rng.uniform(*run.op_time), rng.random()) for _ in steps]
+    replies = [run.replies[i] if i < len(run.replies) else None for i in range(len(steps))]
+    times = _timing(run.scenario, [r or d for r, d in zip(replies, drawn)])
+    order = sorted(range(len(steps)), key=times.__getitem__)
+    steps = tuple(replace(steps[i], at=times[i]) for i in order)
+    replies = [replies[i] for i in order]
+    drawn = [drawn[i] for i in order]
+    state = dict.fromkeys(run.participants, "out")
+    cut: set[str] = set()
+    for i, step in enumerate(steps):
+        given = replies[i] if i < len(replies) else None
+        if step.action in FAULTS:
+            duration = given.duration if given is not None else _ends(steps, i) - step.at
+            if step.action == "partition":
+                cut.add(step.target)
+            if step.action == "kill" and state.get(step.target) == "online":
+                state[step.target] = "offline"
+            yield Action(step.at, step.target, step.action, duration)
+            continue
+        if step.action == "heal":
+            cut.discard(step.target)
+        if step.action not in FUNCTIONS:
+            continue
+        reply = given or _reply(drawn[i], step, state.get(step.target), step.target in cut)
+        if reply.acts and step.action in _NEXT and step.target in state:
+            state[step.target] = _NEXT[step.action]
+        yield _action(step, reply, ports.take(step))
 
-    def port(self, m: _Member) -> int:
-        m.ports += 1
-        return 20000 + (m.index * 97 + m.ports) % 40000
 
-    def conflict(self, t: float, end: float, f: str) -> Optional[float]:
-        """The earliest retry time when an op [t, end] would clash with the plan, else None."""
-        clashes = [b for b in self.bans if b[0] <= end and t <= b[1]] if f == "msend" else []
-        clashes += [z for z in self.frozen if z[0] - GAP < end and t < z[1] + GAP]
-        if not self.k.concurrent:
-            if t < self.busy_until + GAP:
-                return self.busy_until + GAP
-            clashes += [r for r in self.reserved if r[0] - GAP < end and t < r[1] + GAP]
-        return max(c[1] for c in clashes) + GAP if clashes else None
+def _timing(scenario: Scenario, replies: list[Reply]) -> list[float]:
+    """When each step is taken: at its `at`, or, when it `follows` a labelled op, that op's
+    completion plus the planned gap between the two (as the harness runs it)."""
+    times = [s.at for s in scenario.steps]
+    done: dict[str, float] = {}
+    for i, s in enumerate(scenario.steps):
+        anchor = scenario.label(s.follows) if s.follows is not None else None
+        if anchor is not None and anchor.label in done:
+            times[i] = done[anchor.label] + s.at - anchor.at
+        if s.label is not None:
+            done[s.label] = times[i] + replies[i].duration
+    return times
 
-    def plan_end_of_offline(self, m: _Member, pid: str, d1: float, long: bool = False) -> Action:
-        """Fix when (and how) an offline period ends, so no stored message's age is near td.
 
-        `long`: the period outlasts td + tol + MARGIN from `d1` (after a failed end of it, so
-        whatever was stored before has expired unambiguously).
-        """
-        k, rng = self.k, self.rng
-        span = self.span()
-        room = k.td - k.tolerance - MARGIN - span - GAP
-        if long or rng.random() < k.p_long or room < 0.1:
-            slack = k.op_time[1] + 0.05
-            r0 = d1 + k.td + k.tolerance + MARGIN + rng.uniform(slack, slack + 2.0)
-        else:
-            r0 = d1 + rng.uniform(0.05, room)
-        while not k.concurrent or self.frozen:
-            retry = self.conflict(r0, r0 + span, "reconnect")
-            if retry is None:
-                break
-            r0 = retry
-        if not k.concurrent:
-            self.reserved.append((r0, r0 + span))
-        if rng.random() < k.p_leave_offline:
-            return Action(r0, pid, "deregister", span, rng.random())
-        ban = (max(d1, r0 - k.td - k.tolerance - MARGIN), r0 + span - k.td + k.tolerance + MARGIN)
-        if ban[0] < ban[1]:
-            self.bans.append(ban)
-        return Action(r0, pid, "reconnect", span, rng.random(), port=self.port(m))
+def _ends(steps: tuple[Step, ...], i: int) -> float:
+    """When fault step i ends: its target's next end step (restart, resume, heal), or never."""
+    start = steps[i]
+    for s in steps[i + 1 :]:
+        if s.target == start.target and s.action == ENDS[start.action]:
+            return s.at
+    return math.inf
 
-    def fault(self, m: _Member, pid: str, t: float) -> Optional[Action]:
-        """Maybe a kill or a pause of p, when it is idle and online (surely, for everyone)."""
-        k, rng = self.k, self.rng
-        if m.status != "online" or m.coord != "online" or not (k.p_kill or k.p_pause):
-            return None
-        if k.p_kill and rng.random() < k.p_kill:
-            return Action(t, pid, "kill", rng.uniform(0.01, 0.04))  # restarts before r0
-        if k.p_pause and rng.random() < k.p_pause:
-            return Action(t, pid, "pause", rng.uniform(*k.pause_time))
-        return None
 
-    def coordinator_pause(self, t: float, members: list[_Member]) -> Optional[Action]:
-        """Maybe a pause of the coordinator at t: only when no op is running then and no
-        planned op falls in it (a paused coordinator completes no op)."""
-        k, rng = self.k, self.rng
-        if not k.p_coordinator_pause or rng.random() >= k.p_coordinator_pause:
-            return None
-        a = Action(t, COORDINATOR, "pause", rng.uniform(*k.pause_time))
-        end = t + a.duration
-        planned = [x.planned for x in members if x.planned is not None]
-        busy = any(p.t - GAP < end and t < p.t + p.duration + GAP for p in planned)
-        if t < self.last_end + GAP or busy or self.conflict(t, end, "pause") is not None:
-            return None
-        self.frozen.append((t, end))
-        return a
+def _reply(drawn: Reply, step: Step, state: Optional[str], cut: bool) -> Reply:
+    """The model's answer to an op step (its time drawn): a correct coordinator refuses what
+    is invalid in the participant's state; nothing reaches it from a partitioned one."""
+    refused = state is not None and state not in VALID_FROM[step.action]
+    outcome = "fail" if refused or cut else "ok"
+    return replace(drawn, outcome=outcome, acted=outcome == "ok")
 
-    def commit_fault(self, m: _Member, a: Action) -> float:
-        """Record fault `a` of m and return when m may act next (a killed one: its planned
-        reconnect/deregister, at least 0.05 s on, after its restart)."""
-        if a.f == "pause":
-            return a.t + a.duration + GAP
-        m.status = m.coord = "offline"
-        m.planned = self.plan_end_of_offline(m, a.participant, a.t)
-        return m.planned.t
 
-    def choose(self, m: _Member, pid: str, t: float) -> Action:
-        span, rng, k = self.span(), self.rng, self.k
-        if m.status == "out":
-            return Action(t, pid, "register", span, rng.random(), port=self.port(m))
-        f = rng.choices(
-            ("msend", "disconnect", "deregister"), (k.w_msend, k.w_disconnect, k.w_deregister)
-        )[0]
-        return self.make(m, Action(t, pid, f, span, rng.random()))
+def hand_run(
+    td: float,
+    participants: Iterable[str],
+    actions: Iterable[Action],
+    *,
+    seed: int = 0,
+    tolerance: Optional[float] = None,
+    latency_bound: Optional[float] = None,
+    p_noise: float = 0.0,
+    p_log_reset: float = 0.0,
+) -> Run:
+    """A run written action by action (each op with its reply, each fault with its length),
+    as a scenario: a fault action becomes its step and its end step."""
+    steps: list[Step] = []
+    replies: list[Optional[Reply]] = []
+    previous = 0.0
+    for a in actions:
+        if a.t < previous:
+            raise ValueError(f"action at t={a.t} comes after one at t={previous}")
+        if a.outcome not in OUTCOMES or (a.f not in FUNCTIONS and a.f not in FAULTS):
+            raise ValueError(f"unknown action {a.f!r} ({a.outcome}) by {a.participant!r}")
+        previous = a.t
+        message = a.message or None
+        steps.append(Step(a.t, a.f, a.participant, message=message))
+        replies.append(Reply(a.duration, a.effect, a.outcome, a.acted))
+        if a.f in FAULTS:
+            steps.append(Step(a.t + a.duration, ENDS[a.f], a.participant))
+            replies.append(None)
+    order = sorted(range(len(steps)), key=lambda i: steps[i].at)
+    scenario = Scenario(
+        "hand-written",
+        tuple(participants),
+        tuple(steps[i] for i in order),
+        td,
+        tolerance=tolerance,
+        latency_bound=latency_bound,
+        seed=seed,
+    )
+    try:
+        validate(scenario, "")
+    except ValueError as e:
+        raise ValueError(f"unknown action: {e}") from None
+    return Run(scenario, tuple(replies[i] for i in order), seed, p_noise, p_log_reset)
 
-    def make(self, m: _Member, a: Action) -> Action:
-        """`a` with the message or port its `f` needs."""
-        if a.f == "msend":
-            return replace(a, message=token(self.messages + 1), port=0)
-        if a.f in ("register", "reconnect"):
-            return replace(a, port=self.port(m), message="")
-        return replace(a, port=0, message="")
 
-    def settle(self, m: _Member, a: Action) -> Action:
-        """Decide `a`'s outcome: it fails when the coordinator would refuse it (or at random,
-        maybe swapped for an op invalid in the coordinator's state); else maybe times out."""
-        k, rng = self.k, self.rng
-        if k.p_fail and rng.random() < k.p_fail:
-            invalid = [f for f in FUNCTIONS if m.coord not in VALID_FROM[f]]
-            if rng.random() < 0.5:
-                a = self.make(m, replace(a, f=rng.choice(invalid)))
-            return replace(a, outcome="fail", acted=False)
-        if m.coord not in VALID_FROM[a.f]:
-            return replace(a, outcome="fail", acted=False)
-        if k.p_info and rng.random() < k.p_info:
-            outcome = "none" if rng.random() < P_NONE else "info"
-            return replace(a, outcome=outcome, acted=rng.random() < 0.5)
-        return a
+# ----------------------------------------------------------------------------- random runs
 
-    def commit(self, m: _Member, a: Action) -> float:
-        """Record `a` as done and return when this participant may act next (inf: never)."""
-        end = a.t + a.duration
-        self.busy_until = max(self.busy_until, end)
-        self.last_end = max(self.last_end, end)
-        self.reserved = [r for r in self.reserved if r[1] + GAP >= a.t]
-        self.bans = [b for b in self.bans if b[1] >= a.t]
-        m.planned = None
-        if a.f == "msend":
-            self.messages += 1
-        if a.outcome == "none":
-            return math.inf
-        if a.outcome == "fail":  # the error reply tells how things stand
-            m.status = m.coord
-            if m.status == "offline":
-                m.planned = self.plan_end_of_offline(m, a.participant, end, long=True)
-                return m.planned.t
-            return end + self.rng.uniform(*self.k.pause)
-        m.status = _NEXT.get(a.f, m.status)
-        if a.acts:
-            m.coord = _NEXT.get(a.f, m.coord)
-        if a.f == "disconnect":
-            m.planned = self.plan_end_of_offline(m, a.participant, end)
-            return m.planned.t
-        if a.f == "deregister":
-            return end + self.rng.uniform(*self.k.out_time)
-        return end + self.rng.uniform(*self.k.pause)
+
+def random_run(
+    rng: random.Random, knobs: Knobs, ops: int, seed: int = 0, scenario: str = "random"
+) -> Run:
+    """A run of the first `ops` actions the random schedule generator plans for `knobs`,
+    answered as planned."""
+    sc, replies = randomgen.random_scenario(rng, knobs, ops, seed=seed, name=scenario)
+    return Run(sc, replies, seed, knobs.p_noise, knobs.p_log_reset, knobs.op_time)
 
 
 def random_actions(rng: random.Random, knobs: Knobs) -> Iterator[Action]:
-    """An endless, time-ordered stream of valid actions by participants "1".."n".
-
-    Unless `knobs.concurrent`, no two ops overlap, so every state at every message is known
-    (until an op of that participant times out); either way no message sent while a
-    participant is known offline has an age at its reconnect within td ± (tol + MARGIN), so
-    every persistence outcome is unambiguous. An op with no completion ends its participant's
-    stream (while at least half of them go on); the others go on as the harness would, whatever the
-    outcome, and what the coordinator refuses fails.
-    """
-    b = _Builder(rng, knobs)
-    members = [_Member(i) for i in range(knobs.participants)]
-    queue = [(rng.uniform(0.1, 1.0 + knobs.participants * 0.2), i) for i in range(len(members))]
-    heapq.heapify(queue)
-    while True:
-        t, i = heapq.heappop(queue)
-        m, pid = members[i], str(i + 1)
-        pause = b.coordinator_pause(t, members)
-        if pause is not None:
-            heapq.heappush(queue, (t, i))
-            yield pause
-            continue
-        a = m.planned or b.fault(m, pid, t) or b.choose(m, pid, t)
-        retry = None if m.planned else b.conflict(t, t + a.duration, a.f)
-        if retry is not None:
-            heapq.heappush(queue, (retry, i))
-            continue
-        if a.f in FAULTS:
-            heapq.heappush(queue, (b.commit_fault(m, a), i))
-            yield a
-            continue
-        a = b.settle(m, a)
-        if a.outcome == "none" and len(queue) < max(1, knobs.participants // 2):
-            a = replace(a, outcome="info")  # keep at least half of them going
-        after = b.commit(m, a)
-        if after < math.inf:
-            heapq.heappush(queue, (after, i))
-        yield a
-
-
-def random_schedule(
-    rng: random.Random, knobs: Knobs, ops: int, seed: int = 0, scenario: str = "random"
-) -> Schedule:
-    """The first `ops` actions of `random_actions` as a `Schedule`."""
-    actions = tuple(itertools.islice(random_actions(rng, knobs), ops))
-    return Schedule(
-        td=knobs.td,
-        participants=tuple(str(i + 1) for i in range(knobs.participants)),
-        actions=actions,
-        tolerance=knobs.tolerance,
-        latency_bound=knobs.latency_bound,
-        seed=seed,
-        scenario=scenario,
-        p_noise=knobs.p_noise,
-        p_log_reset=knobs.p_log_reset,
-    )
+    """The generator's endless stream of steps for `knobs`, as actions (streaming)."""
+    ports = _Ports()
+    for step, reply in randomgen.random_steps(rng, knobs):
+        if reply is None:
+            continue  # a fault's end: the fault's action lasts until it
+        if step.action in FAULTS:
+            yield Action(step.at, step.target, step.action, reply.duration)
+        else:
+            yield _action(step, reply, ports.take(step))
 
 
 def random_trace(
@@ -674,7 +614,7 @@ def random_trace(
             yield a
 
     participants = [str(i + 1) for i in range(knobs.participants)]
-    scenario = {"name": "random", "knobs": asdict(knobs)}
+    scenario = {"name": "random", "seed": seed, "participants": participants, "td": knobs.td}
     yield json.dumps(
         header(
             knobs.td,
@@ -703,13 +643,13 @@ def random_trace(
 
 def schedules(
     min_ops: int = 5, max_ops: int = 60, **fixed: Any
-) -> Any:  # a hypothesis SearchStrategy[Schedule]
-    """Hypothesis strategy of random schedules (test-only import); `fixed` pins `Knobs` fields
+) -> Any:  # a hypothesis SearchStrategy[Run]
+    """Hypothesis strategy of random runs (test-only import); `fixed` pins `Knobs` fields
     to a value, or draws them from a strategy."""
     from hypothesis import strategies as st
 
-    def build(rng: random.Random, knobs: Knobs, ops: int, seed: int) -> Schedule:
-        return random_schedule(rng, knobs, ops, seed=seed, scenario="hypothesis")
+    def build(rng: random.Random, knobs: Knobs, ops: int, seed: int) -> Run:
+        return random_run(rng, knobs, ops, seed=seed, scenario="hypothesis")
 
     knob_fields: dict[str, Any] = {
         "participants": st.integers(2, 5),

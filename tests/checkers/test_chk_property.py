@@ -64,11 +64,12 @@ MIXED = {  # each new event kind off or on, drawn per schedule
 def lost_tokens(events: Events) -> set[str]:
     """Tokens of info/none msends the coordinator never acted on (from the schedule in the
     header): nothing was sent, so nothing can be owed for them."""
-    actions = events[0]["scenario"].get("actions", [])
+    steps = events[0]["scenario"]["steps"]
+    replies = events[0]["implementation"]["model"]["replies"]
     return {
-        a["message"]
-        for a in actions
-        if a["f"] == "msend" and a["outcome"] in ("info", "none") and not a["acted"]
+        s["message"]
+        for s, r in zip(steps, replies)
+        if s["do"] == "msend" and r and r["outcome"] in ("info", "none") and not r["acted"]
     }
 
 
@@ -181,7 +182,7 @@ def known_offline(events: Events, trace: Trace) -> list[tuple[Op, str, Op, Op]]:
 
 @PROPERTY
 @given(tg.schedules())
-def test_correct_traces_pass_every_rule(schedule: tg.Schedule) -> None:
+def test_correct_traces_pass_every_rule(schedule: tg.Run) -> None:
     v = verdict(generate(schedule))
     assert v["verdict"] == "pass", json.dumps(v["violations"], indent=1)
     assert set(v["rules"]) == set(checkers.RULES)
@@ -191,7 +192,7 @@ def test_correct_traces_pass_every_rule(schedule: tg.Schedule) -> None:
 @PROPERTY
 @given(tg.schedules(min_ops=10, p_fail=0.1, p_info=0.1, p_noise=0.3, p_log_reset=0.1))
 def test_correct_traces_with_failed_and_unknown_outcomes_pass_every_rule(
-    schedule: tg.Schedule,
+    schedule: tg.Run,
 ) -> None:
     """Failed ops (no effect), ops of unknown outcome acted on or not, noise lines and new log
     generations: a correct system's trace still passes every rule."""
@@ -214,7 +215,7 @@ def test_larger_random_traces_pass(seed: int, concurrent: bool) -> None:
 @given(st.integers(0, 2**16), st.booleans())
 def test_larger_random_traces_with_every_event_kind_pass(seed: int, concurrent: bool) -> None:
     knobs = tg.Knobs(participants=6, concurrent=concurrent, p_long=0.5, **MESSY)
-    schedule = tg.random_schedule(random.Random(seed), knobs, 1000, seed=seed)
+    schedule = tg.random_run(random.Random(seed), knobs, 1000, seed=seed)
     v = verdict(generate(schedule))
     assert v["verdict"] == "pass", json.dumps(v["violations"][:5], indent=1)
 
@@ -228,7 +229,7 @@ STEADY = dict(SERIAL, w_disconnect=0.03, w_deregister=0.02)  # long online stret
 @PROPERTY
 @given(tg.schedules(min_ops=20, **STEADY), st.data())
 def test_dropped_delivery_to_online_member_fails_no_miss(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """p was known online at m and stayed so until well past s1 + L (no exemption), and the
     trace outlasts that: m is owed. Removing its only delivery leaves nothing for the other
@@ -240,7 +241,7 @@ def test_dropped_delivery_to_online_member_fails_no_miss(
 
 @PROPERTY
 @given(tg.schedules(**MIXED), st.data())
-def test_duplicated_delivery_fails_no_duplicate(schedule: tg.Schedule, data: st.DataObject) -> None:
+def test_duplicated_delivery_fails_no_duplicate(schedule: tg.Run, data: st.DataObject) -> None:
     """A second copy of a correct delivery at the very same time: every rule but no-duplicate
     judges it exactly as the accepted original."""
     events = generate(schedule)
@@ -253,7 +254,7 @@ def test_duplicated_delivery_fails_no_duplicate(schedule: tg.Schedule, data: st.
 @PROPERTY
 @given(tg.schedules(min_ops=30, max_ops=80, p_long=0.8, td=2.0, **SERIAL), st.data())
 def test_expired_delivery_at_reconnect_fails_no_expired(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """p known offline at m, and its reconnect invoked more than td + tol after s1 (by the
     generator's margin): m expired, the model did not deliver it. Delivering it inside the
@@ -277,7 +278,7 @@ def test_expired_delivery_at_reconnect_fails_no_expired(
 @PROPERTY
 @given(tg.schedules(min_ops=20, **SERIAL), st.data())
 def test_delivery_to_non_member_fails_no_post_deregister(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """p was known out at m (deregistered, or not registered yet), an ok msend (one of unknown
     outcome may never have been sent: its token would be a phantom). A delivery just after
@@ -304,7 +305,7 @@ def test_delivery_to_non_member_fails_no_post_deregister(
 @PROPERTY
 @given(tg.schedules(min_ops=20, **STEADY), st.data())
 def test_late_delivery_to_online_member_fails_immediacy(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """p known online at m and no disconnect/deregister until s1 + L + 1: moving its only
     delivery to s1 + L + MARGIN keeps it delivered once (no no-miss, no-duplicate) while p is
@@ -319,7 +320,7 @@ def test_late_delivery_to_online_member_fails_immediacy(
 @PROPERTY
 @given(tg.schedules(min_ops=30, max_ops=80, p_long=0.0, td=6.0, **SERIAL), st.data())
 def test_delivery_while_offline_fails_no_offline_delivery(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """p known offline at m; m owed at its reconnect (r1 - s0 < td - tol) and delivered there
     once. Moving that delivery to after both s1 and the disconnect's completion + tol +
@@ -344,7 +345,7 @@ def test_delivery_while_offline_fails_no_offline_delivery(
 
 @PROPERTY
 @given(tg.schedules(**MIXED), st.data())
-def test_never_sent_token_fails_no_phantom(schedule: tg.Schedule, data: st.DataObject) -> None:
+def test_never_sent_token_fails_no_phantom(schedule: tg.Run, data: st.DataObject) -> None:
     """A delivery of a token no msend sent, next to a correct delivery (so to a participant
     that could receive then): only no-phantom can judge an unknown token."""
     events = generate(schedule)
@@ -356,11 +357,11 @@ def test_never_sent_token_fails_no_phantom(schedule: tg.Schedule, data: st.DataO
 
 @PROPERTY
 @given(tg.schedules(**MIXED), st.data())
-def test_port_kept_fails_port_released(schedule: tg.Schedule, data: st.DataObject) -> None:
+def test_port_kept_fails_port_released(schedule: tg.Run, data: st.DataObject) -> None:
     """A port_released probe that could not bind: the probe is judged by port-released alone
     (deliveries and ops are untouched)."""
     events = generate(schedule)
-    probes = [i for i, e in enumerate(events) if e["type"] == "probe"]
+    probes = [i for i, e in enumerate(events) if e.get("probe") == "port_released"]
     assume(probes)
     i = data.draw(st.sampled_from(probes))
     events[i] = dict(events[i], ok=False)
@@ -375,7 +376,7 @@ MESSY_MIX = dict(p_fail=0.1, p_info=0.1, p_noise=0.3, p_log_reset=0.15)
 @PROPERTY
 @given(tg.schedules(min_ops=20, **MESSY_MIX), st.data())
 def test_duplicate_across_a_log_reset_fails_no_duplicate(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """A new log generation holds new deliveries (README "How a run works"), so a token p
     already got, found again after p's log reset, is a duplicate, in every possible state of p
@@ -406,7 +407,7 @@ def test_duplicate_across_a_log_reset_fails_no_duplicate(
 @PROPERTY
 @given(tg.schedules(min_ops=20, p_fail=0.3, p_info=0.1, p_log_reset=0.1), st.data())
 def test_token_of_a_failed_msend_delivered_fails_no_phantom(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """A failed msend did not happen: its token in anyone's log, at any moment after its
     invoke, is a phantom, whatever that participant's state (the other rules leave phantoms
@@ -424,7 +425,7 @@ def test_token_of_a_failed_msend_delivered_fails_no_phantom(
 @PROPERTY
 @given(tg.schedules(min_ops=20, p_info=0.3, p_fail=0.1), st.data())
 def test_duplicate_to_a_participant_in_doubt_fails_no_duplicate(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """p invoked an op of unknown outcome before the delivery: its state at the message is
     uncertain, yet receiving it twice (the copy at the original's time) is a duplicate in
@@ -444,7 +445,7 @@ def test_noise_and_log_resets_change_no_verdict() -> None:
     """Noise lines and log resets are context only: removing them from a trace with faults
     changes no rule's status or count."""
     knobs = tg.Knobs(participants=4, **MESSY_MIX)
-    events = generate(tg.random_schedule(random.Random(5), knobs, 300))
+    events = generate(tg.random_run(random.Random(5), knobs, 300))
     got = [e for e in events if e["type"] == "deliver"]
     faulty = insert(insert(events, dict(got[10])), deliver(got[20]["t"], "1", PHANTOM))
     quiet = [e for e in faulty if e["type"] not in ("noise", "log_reset")]
@@ -473,7 +474,7 @@ def test_msend_of_unknown_outcome_never_acted_on_owes_nothing() -> None:
         a(1.1, "2", "disconnect", 0.02),
         a(1.3, "2", "reconnect", 0.02, port=20012),
     )
-    schedule = tg.Schedule(td=3.0, participants=("1", "2"), actions=acts)
+    schedule = tg.hand_run(td=3.0, participants=("1", "2"), actions=acts)
     events = generate(schedule)
     events[-1] = dict(events[-1], t=2.5)  # the trace lasts past the reconnect + L
     assert not deliveries(events, "2", tg.token(1)) and lost_tokens(events) == {tg.token(1)}
@@ -484,7 +485,7 @@ def test_msend_of_unknown_outcome_never_acted_on_owes_nothing() -> None:
 # ----------------------------------------------------------------------------- uncertain windows
 
 
-def concurrent_schedule(f: str, op_first: bool) -> tg.Schedule:
+def concurrent_schedule(f: str, op_first: bool) -> tg.Run:
     """p2's `f` overlaps p1's msend of M0000002 ([5.0, 5.3]); the coordinator acts on the op
     before the message (op_first) or after it. td = 3: every stored age is far below td."""
     a = tg.Action
@@ -499,7 +500,7 @@ def concurrent_schedule(f: str, op_first: bool) -> tg.Schedule:
     if f == "disconnect":
         acts.append(a(6.0, "2", "reconnect", 0.02, port=20022))
     acts.append(a(7.0, "3", "msend", 0.05, message=tg.token(3)))
-    return tg.Schedule(td=3.0, participants=("1", "2", "3"), actions=tuple(acts), seed=7)
+    return tg.hand_run(td=3.0, participants=("1", "2", "3"), actions=tuple(acts), seed=7)
 
 
 UNCERTAIN = [
@@ -542,7 +543,7 @@ def test_uncertain_state_still_rejects_a_duplicate(f: str, op_first: bool) -> No
 @PROPERTY
 @given(tg.schedules(min_ops=20, max_ops=80, concurrent=True, participants=4, **MIXED), st.data())
 def test_concurrent_traces_reject_a_duplicate_of_an_uncertain_delivery(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """Random overlaps of ops with msends: the trace passes, and doubling a delivery of a
     message whose receiver's state was uncertain fails no-duplicate alone."""
@@ -595,7 +596,7 @@ def kills_of(events: Events, p: str) -> list[float]:
 
 @PROPERTY
 @given(tg.schedules(min_ops=20, max_ops=100, **FAULTY, **MIXED))
-def test_correct_traces_with_kills_and_pauses_pass_every_rule(schedule: tg.Schedule) -> None:
+def test_correct_traces_with_kills_and_pauses_pass_every_rule(schedule: tg.Run) -> None:
     """A correct system under kills (restart, reconnect) and pauses of participants and of
     the coordinator: every rule passes."""
     events = generate(schedule)
@@ -609,7 +610,7 @@ def test_larger_random_traces_with_faults_pass(seed: int, concurrent: bool) -> N
     """Fixed seeds (not hypothesis): for an arbitrary seed the faults may happen to touch no
     obligation, and then the trace stripped of them passes too (seed 4158 did)."""
     knobs = tg.Knobs(participants=6, concurrent=concurrent, p_long=0.5, **FAULTY, **MESSY)
-    schedule = tg.random_schedule(random.Random(seed), knobs, 800, seed=seed)
+    schedule = tg.random_run(random.Random(seed), knobs, 800, seed=seed)
     events = generate(schedule)
     v = verdict(events)
     assert v["verdict"] == "pass", json.dumps(v["violations"][:5], indent=1)
@@ -624,7 +625,7 @@ KILLS = dict(SERIAL, p_info=0.0, p_kill=0.25, p_leave_offline=0.0)
 @PROPERTY
 @given(tg.schedules(min_ops=30, max_ops=90, p_long=0.0, td=6.0, **KILLS), st.data())
 def test_dropped_delivery_owed_at_reconnect_after_a_kill_fails_no_miss(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """p killed at k before m was sent, and m delivered once at p's reconnect after the
     restart (no other op of p between): the reconnect owed it. Dropping it, with the trace
@@ -667,7 +668,7 @@ PAUSES = dict(STEADY, p_pause=0.3, p_coordinator_pause=0.05)
 @PROPERTY
 @given(tg.schedules(min_ops=20, **PAUSES), st.data())
 def test_delivery_past_the_extended_deadline_fails_immediacy(
-    schedule: tg.Schedule, data: st.DataObject
+    schedule: tg.Run, data: st.DataObject
 ) -> None:
     """p known online at m, a pause of p or of the coordinator met m's deadline: moving m's
     only delivery to MARGIN past the extended deadline (resume + L), with p online well past

@@ -34,7 +34,7 @@ ACCEPTED_IN = {  # states in which a correct coordinator accepts (ok) each op
     "msend": {"online"},
 }
 COMPLETIONS = ("ok", "fail", "info")
-TOKEN = re.compile(r"M[0-9]{7}")
+TOKEN = re.compile(r"M[0-9]{8}")
 PROPERTY = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MESSY = dict(p_info=0.1, p_fail=0.1, p_noise=0.2, p_log_reset=0.05)  # every new event kind
 
@@ -148,7 +148,7 @@ def last_op(trace: Trace, p: str, before: float) -> Optional[Op]:
     return done[-1] if done else None
 
 
-def generate(schedule: tg.Schedule) -> list[dict[str, Any]]:
+def generate(schedule: tg.Run) -> list[dict[str, Any]]:
     """The schedule's trace, round-tripped through its JSON lines."""
     return [json.loads(line) for line in tg.lines(tg.events(schedule))]
 
@@ -209,8 +209,14 @@ def assert_valid_ops(trace: Trace) -> None:
     """Each participant's ops are sequential; an op that did not fail was accepted in some
     state it may have been in (an ok op settles it, one of unknown outcome adds its next
     state); probes follow completed disconnects/deregisters, with the last port used."""
-    probes = [e for e in trace.events if e["type"] == "probe"]
+    probes = [e for e in trace.events if e["type"] == "probe" and e["probe"] != "listening"]
     assert all(e["probe"] == "port_released" and e["ok"] is True for e in probes)
+    listening = [e for e in trace.events if e["type"] == "probe" and e["probe"] == "listening"]
+    invoked = {e["op"]: e for e in trace.events if e["type"] == "invoke"}
+    for e in listening:  # thread-B was listening when the request reached the coordinator
+        op = invoked[e["op"]]
+        assert e["ok"] is True and op["f"] in ("register", "reconnect") and e["t"] >= op["t"]
+        assert e["port"] == op["port"] and e["participant"] == op["participant"]
     probed = Counter((e["participant"], e["port"]) for e in probes)
     expected: Counter[tuple[str, int]] = Counter()
     for p, ops in trace.ops.items():
@@ -279,7 +285,7 @@ def assert_offline_outcome(trace: Trace, p: str, send: Op, got: list[float]) -> 
         assert end.t0 <= got[0] <= r1 + lat
 
 
-def check_generated(schedule: tg.Schedule, *, unambiguous: bool = True) -> Trace:
+def check_generated(schedule: tg.Run, *, unambiguous: bool = True) -> Trace:
     """Generate `schedule`'s trace and assert every invariant above."""
     events = generate(schedule)
     assert_well_formed(events)
@@ -291,20 +297,20 @@ def check_generated(schedule: tg.Schedule, *, unambiguous: bool = True) -> Trace
 
 @PROPERTY
 @given(tg.schedules(concurrent=False))
-def test_serialized_schedules_give_correct_unambiguous_traces(schedule: tg.Schedule) -> None:
+def test_serialized_schedules_give_correct_unambiguous_traces(schedule: tg.Run) -> None:
     check_generated(schedule)
 
 
 @PROPERTY
 @given(tg.schedules(concurrent=True))
-def test_concurrent_schedules_give_correct_traces(schedule: tg.Schedule) -> None:
+def test_concurrent_schedules_give_correct_traces(schedule: tg.Run) -> None:
     check_generated(schedule, unambiguous=False)
 
 
 @PROPERTY
 @given(tg.schedules(min_ops=10, **MESSY))
 def test_schedules_with_failed_and_unknown_outcomes_give_correct_traces(
-    schedule: tg.Schedule,
+    schedule: tg.Run,
 ) -> None:
     """Failed ops, timed-out ops, noise and new log generations: still a correct trace, and
     when no ops overlap, a participant's state is uncertain only once it has an op in doubt."""
@@ -365,7 +371,7 @@ def test_hand_written_schedule_gets_exactly_the_required_deliveries() -> None:
         a(12.5, "2", "reconnect", port=20022),
         a(13.0, "1", "msend", message=tg.token(6)),
     ]
-    schedule = tg.Schedule(td=5.0, participants=("1", "2", "3"), actions=tuple(acts), seed=5)
+    schedule = tg.hand_run(td=5.0, participants=("1", "2", "3"), actions=tuple(acts), seed=5)
     trace = check_generated(schedule)
     got = {(p, m) for (p, m) in trace.deliveries}
     want = {(p, tg.token(1)) for p in "123"}
@@ -390,7 +396,7 @@ def test_effect_instant_decides_uncertain_outcomes() -> None:
             a(1.05, "2", "disconnect", duration=0.1, effect=effect),
             a(2.0, "2", "reconnect", port=20003),
         ]
-        schedule = tg.Schedule(3.0, ("1", "2"), tuple(acts), seed=1)
+        schedule = tg.hand_run(3.0, ("1", "2"), tuple(acts), seed=1)
         return parse(generate(schedule)).deliveries[("2", tg.token(1))]
 
     assert 1.1 <= run(0.9)[0] <= 1.15  # still online when the coordinator sent it
@@ -434,15 +440,14 @@ def test_model_forgets_store_on_deregister() -> None:
     ],
 )
 def test_invalid_schedules_are_rejected(acts: list[tg.Action], error: str) -> None:
-    schedule = tg.Schedule(3.0, ("1",), tuple(acts))
     with pytest.raises(ValueError, match=error):
-        list(tg.events(schedule))
+        list(tg.events(tg.hand_run(3.0, ("1",), tuple(acts))))
 
 
 def two_members(*later: tg.Action, td: float = 3.0, **log: float) -> list[dict[str, Any]]:
     """The trace of 1 and 2 registered at 0.1/0.2, then `later`."""
     acts = (a(0.1, "1", "register", port=20001), a(0.2, "2", "register", port=20002), *later)
-    return generate(tg.Schedule(td, ("1", "2"), acts, seed=4, **log))
+    return generate(tg.hand_run(td, ("1", "2"), acts, seed=4, **log))
 
 
 def kinds(events: list[dict[str, Any]]) -> list[str]:
@@ -454,7 +459,7 @@ def test_timed_out_register_delivers_as_the_coordinator_chose(acted: bool) -> No
     """3's register times out (info): if the coordinator acted, 3 gets what follows at once;
     if not, nothing, and its msend is refused (fail) and sends nothing."""
     events = generate(
-        tg.Schedule(
+        tg.hand_run(
             3.0,
             ("1", "3"),
             (
@@ -494,7 +499,7 @@ def test_failed_ops_have_no_effect_and_no_probe() -> None:
     assert trace.refused == {tg.token(1)} and set(trace.sent) == {tg.token(2)}
     assert sorted(trace.deliveries) == [("1", tg.token(2)), ("2", tg.token(2))]
     assert trace.deliveries[("2", tg.token(2))][0] <= 2.02 + tg.LATENCY_MAX
-    assert "probe" not in kinds(events)
+    assert "port_released" not in [e.get("probe") for e in events]
     assert [e["error"] for e in events if e["type"] == "fail"] == ["connection refused"] * 2
 
 
@@ -542,7 +547,7 @@ def test_same_seed_same_trace_other_seed_other_trace() -> None:
     first = list(tg.random_trace(knobs, seed=3, events_wanted=2000))
     assert first == list(tg.random_trace(knobs, seed=3, events_wanted=2000))
     assert first != list(tg.random_trace(knobs, seed=4, events_wanted=2000))
-    schedule = tg.random_schedule(random.Random(9), knobs, 50, seed=9)
+    schedule = tg.random_run(random.Random(9), knobs, 50, seed=9)
     assert list(tg.lines(tg.events(schedule))) == list(tg.lines(tg.events(schedule)))
 
 
@@ -554,10 +559,10 @@ def test_body_streams_an_endless_schedule() -> None:
 
 
 def test_lines_are_compact_single_line_json() -> None:
-    schedule = tg.random_schedule(random.Random(2), tg.Knobs(), 40)
+    schedule = tg.random_run(random.Random(2), tg.Knobs(), 40)
     for line in tg.lines(tg.events(schedule)):
-        assert "\n" not in line and ", " not in line
-        assert isinstance(json.loads(line), dict)
+        assert "\n" not in line and isinstance(json.loads(line), dict)
+        assert json.dumps(json.loads(line), separators=(",", ":")) == line
 
 
 # ----------------------------------------------------------------------------- the bench
@@ -585,3 +590,34 @@ def test_bench_rejects_bad_arguments_in_one_line(capsys: Any) -> None:
         bench.main(["checkers", "--events", "0"])
     assert stop.value.code == 2
     assert "--events: must be at least 1" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+# ------------------------------------------------------------- one generator, the scenario model
+
+
+def test_random_runs_are_scenarios_of_the_one_generator() -> None:
+    """The model simulates what harness/scenarios/randomgen.py plans: the header's scenario
+    reads back (as `pams replay` reads it) as the very Scenario the run was made of."""
+    from harness.scenarios import randomgen
+    from harness.scenarios.model import from_json
+
+    knobs = tg.Knobs(participants=4, concurrent=True, p_kill=0.1, p_pause=0.1, **MESSY)
+    run = tg.random_run(random.Random(8), knobs, 150, seed=8)
+    planned = randomgen.random_scenario(random.Random(8), knobs, 150, seed=8)
+    assert (run.scenario, run.replies) == planned
+    head = generate(run)[0]
+    assert from_json(head["scenario"], "header") == run.scenario
+    assert len(head["implementation"]["model"]["replies"]) == len(run.scenario.steps)
+
+
+def test_every_registry_scenario_simulates_to_a_passing_trace() -> None:
+    """A scenario the harness runs (its random-* ones from the same generator) goes through
+    the model as it is: a correct implementation passes every rule and exercises what the
+    scenario expects (thread-B probes, `follows` gaps kept from the labelled op's completion)."""
+    from checkers import check_lines
+    from harness.scenarios.registry import REGISTRY, get_scenario
+
+    for name in REGISTRY:
+        scenario = get_scenario(name, seed=3)
+        verdict = check_lines(tg.lines(tg.events(tg.Run(scenario, seed=3))), name=name)
+        assert verdict.verdict == "pass", verdict.summary()
