@@ -52,14 +52,13 @@ def _reason(exc: OSError) -> str:
     return (exc.strerror or str(exc) or type(exc).__name__).lower()
 
 
-def set_timeouts(sock: socket.socket, recv: bool = True) -> None:
-    """Make every connect, send (and recv, when `recv`) on `sock` give up after TIMEOUT."""
+def set_timeouts(sock: socket.socket) -> None:
+    """Make every connect, send and recv on `sock` give up after TIMEOUT."""
     if not _KERNEL_TIMEOUTS:
         sock.settimeout(TIMEOUT)
         return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL)
-    if recv:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL)
 
 
 def connect(host: str, port: int) -> socket.socket:
@@ -173,7 +172,7 @@ class Receiver:
             conn, _ = self._listener.accept()
         except OSError:
             return
-        set_timeouts(conn, recv=False)  # it is read only when select says it is readable
+        set_timeouts(conn)
         self._buffers[conn] = b""
         self._selector.register(conn, selectors.EVENT_READ, "conn")
 
