@@ -169,7 +169,16 @@ def bench_grade(argv: list[str], prog: str) -> int:
     p.add_argument("--profile", default="basic", choices=list(PROFILES), help="default basic")
     p.add_argument("-j", "--jobs", type=_positive, default=os.cpu_count() or 1)
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    p.add_argument(
+        "--sandbox",
+        choices=("as-set", "compare"),
+        default="as-set",
+        help="as-set: as PAMS_SANDBOX says (default); compare: the battery without the sandbox,"
+        " then with PAMS_SANDBOX=auto, and the ratio of their wall times",
+    )
     args = p.parse_args(argv)
+    if args.sandbox == "compare":
+        return _compare_sandbox(argv, prog)
     from harness.adapters.adapter import AdapterError, load_adapter
     from harness.reports.grade import exit_status, run_battery, score
     from harness.scenarios.registry import profile
@@ -205,6 +214,37 @@ def bench_grade(argv: list[str], prog: str) -> int:
             f"{slowest.scenario} {slowest.seconds:.1f} s"
         )
     return exit_status(outcomes)
+
+
+def _compare_sandbox(argv: list[str], prog: str) -> int:
+    """`bench grade` twice, without and with the sandbox, each as its own process (the
+    sandbox choice is read once per process); prints both and the ratio."""
+    import subprocess
+
+    rest = [a for a in argv if a not in ("--sandbox", "compare", "--json")]
+    walls: dict[str, float] = {}
+    status = 0
+    for mode in ("none", "auto"):
+        env = {**os.environ, "PAMS_SANDBOX": mode}
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.main", "grade", *rest, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if not done.stdout.strip():
+            print(f"{prog} grade: PAMS_SANDBOX={mode}: {done.stderr.strip()}", file=sys.stderr)
+            return EXIT_ERROR
+        fig = json.loads(done.stdout.strip().splitlines()[-1])
+        walls[mode] = fig["wall_seconds"]
+        status = max(status, done.returncode)
+        print(
+            f"PAMS_SANDBOX={mode}: {fig['wall_seconds']:.1f} s wall, "
+            f"{fig['passed']}/{fig['counted']} pass",
+            flush=True,
+        )
+    print(f"sandboxed / unsandboxed wall time: {walls['auto'] / walls['none']:.2f}")
+    return status
 
 
 def _positive(text: str) -> int:

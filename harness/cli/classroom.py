@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Callable
 
 from harness.cli.grade import add_rubric_repeat, check_repeat
 from harness.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PASS
@@ -70,6 +71,11 @@ def add_class(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, help="seed for the random scenarios (default 1)")
     add_rubric_repeat(parser)
+    parser.add_argument(
+        "--init",
+        action="store_true",
+        help="first run `pams init` on every SUBMISSION directory that has no pams.toml",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     parser.set_defaults(func=cmd_class)
 
@@ -95,13 +101,15 @@ def cmd_class(args: argparse.Namespace) -> int:
         print(f"pams class: {e}", file=sys.stderr)
         return EXIT_ERROR
     out: Path = args.output
+    say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.init:
+        init_missing(subs, say)
     results: dict[str, Result] = {}
     for s in subs:
         kept = None if s.name in args.regrade else load_result(s, out, plan)
         if kept is not None:
             results[s.name] = kept
     todo = [s for s in subs if s.name not in results]
-    say = (lambda _m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if results:
         say(f"kept {len(results)} finished from an earlier run in {out}: {', '.join(results)}")
     say(
@@ -129,6 +137,22 @@ def cmd_class(args: argparse.Namespace) -> int:
     rows = write_summary(_in_order(subs, results), rubric, plan, out)
     print(table(rows, rubric, out))
     return EXIT_PASS
+
+
+def init_missing(subs: list, say: Callable[[str], None]) -> None:
+    """`pams init` on each submission directory without an adapter; one that cannot be
+    inferred is said in one line and then counts as could-not-run, like any other."""
+    from harness.adapters.init import InitError, init_submission
+
+    for sub in subs:
+        path = Path(sub.ref)
+        if not path.is_dir() or any((path / n).exists() for n in ("pams.toml", "adapter.toml")):
+            continue
+        say(f"{sub.name}: no pams.toml: running pams init")
+        try:
+            init_submission(path, say=say)
+        except InitError as e:
+            say(f"{sub.name}: pams init could not write an adapter: {e}")
 
 
 def _in_order(subs: list, results: dict[str, Result]) -> list[Result]:

@@ -187,3 +187,43 @@ def test_bad_input_is_refused_in_one_line_before_anything_runs(
         assert message in done.stderr, done.stderr
     assert [p.name for p in stranger.iterdir()] == ["notes.txt"]
     assert not (tmp_path / "o").exists()
+
+
+def test_init_writes_the_missing_adapter_and_the_class_is_graded_with_it(tmp_path: Path) -> None:
+    """`pams class --init`: a submission directory without pams.toml gets one from `pams init`
+    (the alt fixture, a student's own protocol details) and is graded with it; a directory
+    with nothing to run is said in one line and listed as could-not-run, costing only itself."""
+    from tests.harness.init_fixtures import materialize
+
+    subs = tmp_path / "subs"
+    alt = materialize("alt", subs)
+    (subs / "empty").mkdir()
+    out = tmp_path / "class"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "class",
+            str(alt),
+            str(subs / "empty"),
+            "--init",
+            "--scenario",
+            SCENARIO,
+            "-o",
+            str(out),
+            "-j",
+            "2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (alt / "pams.toml").is_file()
+    assert "empty: pams init could not write an adapter" in done.stderr
+    with open(out / "summary.csv", newline="") as f:
+        rows = {row["submission"]: row for row in csv.DictReader(f)}
+    assert float(rows["alt"]["percent"]) == 100.0, rows["alt"]
+    assert rows["empty"]["could_not_run"], rows["empty"]
