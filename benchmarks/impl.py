@@ -244,10 +244,11 @@ def measure(adapter: Adapter, k: int, n: int, rate: float, seconds: float) -> Fi
             msgs, deliveries, burst = _burst(system, n, 1)
             latencies, steady = _steady(system, rate, seconds, n + 1)
             rss, cpu = system.resources()
-            seen = system.deliveries.seen
             expected = [(p, t) for t in burst + steady for p in system.members]
-            missing = sum((p, t) not in seen for p, t in expected)
-            duplicated = sum(len(times) - 1 for times in seen.values() if len(times) > 1)
+            with system.deliveries.lock:  # late deliveries may still come in
+                seen = system.deliveries.seen
+                missing = sum((p, t) not in seen for p, t in expected)
+                duplicated = sum(len(times) - 1 for times in seen.values() if len(times) > 1)
         finally:
             system.close()
     ordered = sorted(latencies) or [float("nan")]
