@@ -4,6 +4,7 @@ windows, and the delivery index. Rules are functions of a `Context`; pure."""
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Optional
@@ -174,19 +175,22 @@ class _Index:
         self.phantoms: dict[tuple[str, str, str], list[float]] = {}
         self.phantom_lines: list[int] = []
         self.firsts: dict[str, tuple[list[float], list[str]]] = {p: ([], []) for p in names}
-        self.ties: set[str] = set()  # participants with two first deliveries at one instant
+        self.ties: dict[str, list[int]] = {}  # p -> i where p's first deliveries i-1, i tie
         self.pairs = 0
         self.total = 0
 
     def scan(self, deliveries: Sequence[Delivery]) -> None:
         """Index every delivery (one tight loop: there can be millions)."""
-        sends, bits, receivers, messages = self.sends, self.bits, self.receivers, self.messages
-        kept, repeated, firsts, timelines = self.kept, self.repeated, self.firsts, self.timelines
-        latency = self.latency
+        bits, receivers, kept, repeated = self.bits, self.receivers, self.kept, self.repeated
+        firsts, latency = self.firsts, self.latency
+        sent = {  # token -> (message, invoke time): the msends that did not fail
+            token: (m, self.sends[token].invoked) for token, m in self.messages.items()
+        }
+        windows = {p: (tl.prefmax, tl.t0s, tl.settled, tl) for p, tl in self.timelines.items()}
         for t, p, token, line in _columns(deliveries):
-            op = sends.get(token)
-            if op is None or op.outcome == "fail" or t < op.invoked:
-                self.phantom(t, p, token, line, op)
+            found = sent.get(token)
+            if found is None or t < found[1]:
+                self.phantom(t, p, token, line, self.sends.get(token))
                 continue
             bit, seen = bits[p], receivers.get(token, 0)
             if seen & bit:
@@ -197,11 +201,14 @@ class _Index:
             receivers[token] = seen | bit
             times, tokens = firsts[p]
             if times and times[-1] == t:
-                self.ties.add(p)
+                self.ties.setdefault(p, []).append(len(times))
             times.append(t)
             tokens.append(token)
-            m = messages[token]
-            states = timelines[p].states(m.s0, m.s1)[0]
+            m = found[0]
+            prefmax, t0s, settled, tl = windows[p]  # tl.states(m.s0, m.s1), its common case here
+            k = bisect_right(t0s, m.s1)
+            quiet = bisect_left(prefmax, m.s0) >= k  # no op window meets m's
+            states = settled[k][0] if quiet else tl.states(m.s0, m.s1)[0]
             if ONLINE not in states or (t - m.s1 > latency and states == ONLINE_ONLY):
                 kept[(p, token)] = (states, [t])
         self.total = len(deliveries) - len(self.phantom_lines)
@@ -242,10 +249,17 @@ class _Index:
 
     def ordered(self) -> dict[str, list[str]]:
         """Per participant, its messages by time of first delivery (ties by token)."""
-        out = {}
-        for p, (times, tokens) in self.firsts.items():
-            out[p] = [m for _, m in sorted(zip(times, tokens))] if p in self.ties else tokens
-        return out
+        for p, at in self.ties.items():
+            tokens = self.firsts[p][1]
+            i = 0
+            while i < len(at):  # each run of equal times: at[i] - 1 .. at[j]
+                j = i
+                while j + 1 < len(at) and at[j + 1] == at[j] + 1:
+                    j += 1
+                lo, hi = at[i] - 1, at[j] + 1
+                tokens[lo:hi] = sorted(tokens[lo:hi])
+                i = j + 1
+        return {p: tokens for p, (_, tokens) in self.firsts.items()}
 
 
 # --- wording shared by the rules' explanations ----------------------------------------------
