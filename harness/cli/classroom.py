@@ -4,12 +4,12 @@ harness.reports.classsummary writes the summaries)."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Callable
 
 from harness.cli.grade import add_rubric_repeat, check_repeat
+from harness.cli.options import add_jobs
 from harness.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PASS
 from harness.reports.classroom import (
     ClassError,
@@ -54,14 +54,7 @@ def add_class(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--scenario", action="append", metavar="NAME", help="only these scenarios (repeatable)"
     )
-    parser.add_argument(
-        "-j",
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="runs at once over all submissions (default: the number of cores)",
-    )
+    add_jobs(parser, "runs at once over all submissions")
     parser.add_argument(
         "--regrade",
         action="append",

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 from harness.adapters import adapter as adapters
 from harness.adapters.adapter import AdapterError, load_adapter
-from harness.cli.options import add_impl
+from harness.cli.options import add_impl, add_jobs
 from harness.exits import EXIT_ERROR, EXIT_INTERRUPTED
 from harness.reports.grade import exit_status, report, run_battery, write_reports
 from harness.reports.rubric import RubricError, load_rubric
@@ -31,14 +30,7 @@ def add_grade(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--profile", default="basic", choices=list(PROFILES), help="which scenarios (default basic)"
     )
-    parser.add_argument(
-        "-j",
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="scenarios run in parallel (default: the number of cores)",
-    )
+    add_jobs(parser, "scenarios run in parallel")
     parser.add_argument(
         "-o",
         "--output",

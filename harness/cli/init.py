@@ -11,17 +11,8 @@ from pathlib import Path
 
 from harness.adapters.init import DEFAULT_BUDGET, InitError, init_submission
 from harness.adapters.init.layout import LANGS
+from harness.cli.options import positive_seconds
 from harness.exits import EXIT_ERROR, EXIT_PASS
-
-
-def budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds: {text!r}")
-    return value
 
 
 def add_init(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +35,7 @@ def add_init(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--budget",
-        type=budget,
+        type=positive_seconds,
         default=DEFAULT_BUDGET,
         metavar="SECONDS",
         help=f"time the probe may take (default {DEFAULT_BUDGET:g})",

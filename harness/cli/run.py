@@ -14,23 +14,13 @@ from typing import Any, Optional
 
 from checkers import TraceError, check_path
 from harness.adapters.adapter import Adapter, AdapterError, load_adapter
-from harness.cli.options import add_impl
+from harness.cli.options import add_impl, positive_seconds
 from harness.exits import EXIT_ERROR, EXIT_FAIL, EXIT_PASS
 from harness.reports.battery import page_beside
 from harness.running import sandbox
 from harness.running.runner import RunResult, fresh_dir, run_scenario
 from harness.scenarios.model import Scenario, ScenarioError, from_json, load_file
 from harness.scenarios.registry import PROFILES, REGISTRY, get_scenario
-
-
-def positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
-    return value
 
 
 def add_run(sub: argparse._SubParsersAction) -> None:
@@ -49,7 +39,9 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         help="built-in scenario name (pams scenarios) or a scenario file",
     )
     parser.add_argument("--seed", type=int, help="seed for random scenarios (default 1)")
-    parser.add_argument("--td", type=positive, metavar="S", help="override the scenario's td")
+    parser.add_argument(
+        "--td", type=positive_seconds, metavar="S", help="override the scenario's td"
+    )
     add_common(parser)
     parser.set_defaults(func=cmd_run)
 
