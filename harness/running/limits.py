@@ -127,38 +127,34 @@ class RunCgroup:
 
     def hits(self) -> list[Hit]:
         """The limits reached so far (read from the cgroup's event counters)."""
-        found: list[Hit] = []
-        lim = self.limits
-        pids = self._read("pids", "pids.events")
-        if pids and _counter(pids, "max") > 0:
-            found.append(
-                Hit(
-                    "processes",
-                    f"the run's programs reached {lim.processes} "
-                    f"processes/threads ({_counter(pids, 'max')} refused forks)",
-                )
-            )
-        memory_events = (
-            self._read("memory", "memory.events")
-            if self.version == 2
-            else self._read("memory", "memory.oom_control")
-        )
-        failcnt = self._read("memory", "memory.failcnt") if self.version == 1 else ""
-        if (
-            memory_events
-            and (_counter(memory_events, "oom_kill") or _counter(memory_events, "max"))
-        ) or (failcnt.strip().isdigit() and int(failcnt) > 0):
-            found.append(Hit("memory", f"the run's programs reached {_size(lim.memory)} of memory"))
-        cpu = self._read("cpu", "cpu.stat")
-        if cpu and _counter(cpu, "nr_throttled") > 0:
-            found.append(
-                Hit(
-                    "cpu",
-                    f"the run's programs were slowed to {lim.cpu:g} cores "
-                    f"({_counter(cpu, 'nr_throttled')} throttled periods)",
-                )
-            )
-        return found
+        checks = (self._processes_hit, self._memory_hit, self._cpu_hit)
+        return [hit for check in checks if (hit := check()) is not None]
+
+    def _processes_hit(self) -> Optional[Hit]:
+        refused = _counter(self._read("pids", "pids.events"), "max")
+        if not refused:
+            return None
+        detail = f"{self.limits.processes} processes/threads ({refused} refused forks)"
+        return Hit("processes", f"the run's programs reached {detail}")
+
+    def _memory_hit(self) -> Optional[Hit]:
+        if self.version == 2:
+            events = self._read("memory", "memory.events")
+            reached = _counter(events, "oom_kill") or _counter(events, "max")
+        else:
+            reached = _counter(self._read("memory", "memory.oom_control"), "oom_kill")
+            failcnt = self._read("memory", "memory.failcnt").strip()
+            reached = reached or (int(failcnt) if failcnt.isdigit() else 0)
+        if not reached:
+            return None
+        return Hit("memory", f"the run's programs reached {_size(self.limits.memory)} of memory")
+
+    def _cpu_hit(self) -> Optional[Hit]:
+        throttled = _counter(self._read("cpu", "cpu.stat"), "nr_throttled")
+        if not throttled:
+            return None
+        detail = f"{self.limits.cpu:g} cores ({throttled} throttled periods)"
+        return Hit("cpu", f"the run's programs were slowed to {detail}")
 
     def _read(self, controller: str, name: str) -> str:
         path = self.dirs.get(controller) or self.dirs.get("all")
