@@ -153,12 +153,15 @@ def runtime_paths() -> list[Path]:
     return [Path(sys.prefix), Path(sys.base_prefix), Path(sys.executable).parent, here]
 
 
-@functools.cache
 def detect(choice: Optional[str] = None) -> Sandbox:
     """The sandbox to use: `choice` (or $PAMS_SANDBOX) bwrap/unshare/none, or with auto the
     first of bwrap, unshare that works here (each is tried for real once per process). Off
     unless asked for, while the sandbox is new (README "The sandbox")."""
-    choice = (choice or os.environ.get(ENV_CHOICE) or "").strip().lower()
+    return _detect((choice or os.environ.get(ENV_CHOICE) or "").strip().lower())
+
+
+@functools.cache
+def _detect(choice: str) -> Sandbox:
     if not choice:
         return Sandbox("none", f"off by default: set {ENV_CHOICE}=auto to turn it on")
     if choice == "none":
