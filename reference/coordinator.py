@@ -1,8 +1,9 @@
 """The reference coordinator server: `python -m reference.coordinator [-q] CONFIG`.
 
-One asyncio event loop wraps the pure `CoordinatorCore`: each control connection is parsed,
-answered, closed and only then acted on; each online member has its own delivery channel whose
-flow control never holds up the request path or other members.
+One asyncio event loop (uvloop's when it is installed, see `run`) wraps the pure
+`CoordinatorCore`: each control connection is parsed, answered, closed and only then acted on;
+each online member has its own delivery channel whose flow control never holds up the request
+path or other members.
 """
 
 from __future__ import annotations
