@@ -1,10 +1,19 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tests.procutil import ProcessGroup
+
+# CI (CI=true) draws the same hypothesis examples on every run, so a run's verdict is the
+# code's, not the dice's; a developer's run explores new examples each time (and keeps
+# failing ones in .hypothesis/). Loaded here, before any test module defines its settings.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture
