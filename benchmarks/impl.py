@@ -86,11 +86,12 @@ class _Deliveries:
     def wait(self, tokens: list[str], members: list[str], deadline: float) -> float:
         """Wait until every member has every token or `deadline` passes; return the arrival
         time of the last one (`deadline` if some never came)."""
+        pairs = {(p, m) for m in tokens for p in members}
         with self.lock:
-            self._waiting = {(p, m) for m in tokens for p in members} - self.seen.keys()
+            self._waiting = pairs - self.seen.keys()
             self._all_in.clear()
-            self._last = max((self.seen[p, m][0] for m in tokens for p in members
-                              if (p, m) in self.seen), default=0.0)  # fmt: skip
+            arrived = [self.seen[pair][0] for pair in pairs - self._waiting]
+            self._last = max(arrived, default=0.0)
             if not self._waiting:
                 return self._last
         if self._all_in.wait(max(0.0, deadline - time.monotonic())):
