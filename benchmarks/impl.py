@@ -4,7 +4,7 @@ implementations round by round (docs/cli.md).
 
 Two workloads per implementation and round: a **burst** of N msends written at once to
 participant 1's stdin (throughput until every token is in every log), and **steady** sends
-from every participant at a target rate (latency from writing the line to the token in
+from every participant in turn at a target rate (latency from writing the line to the token in
 another participant's log). Missing and duplicated deliveries, the coordinator's peak RSS and
 CPU are counted too; the table ends with each figure's ratio to the first implementation.
 """
@@ -212,17 +212,15 @@ def _burst(system: _System, n: int, first: int) -> tuple[float, float, list[str]
 def _steady(
     system: _System, rate: float, seconds: float, first: int
 ) -> tuple[list[float], list[str]]:
-    interval = system.k / rate  # each participant sends every `interval` s
     written: dict[str, tuple[str, float]] = {}
     burst_poll, system.logs.interval = system.logs.interval, STEADY_POLL
     start, n = time.monotonic(), 0
-    while time.monotonic() - start < seconds:
-        for p in system.members:
-            t = token(first + n)
-            written[t] = (p, time.monotonic())
-            system.command(p, "msend", message=t)
-            n += 1
-        time.sleep(max(0.0, start + (n // system.k) * interval - time.monotonic()))
+    while time.monotonic() - start < seconds:  # one msend every 1/rate s, senders in turn
+        p, t = system.members[n % system.k], token(first + n)
+        written[t] = (p, time.monotonic())
+        system.command(p, "msend", message=t)
+        n += 1
+        time.sleep(max(0.0, start + n / rate - time.monotonic()))
     tokens = list(written)
     system.deliveries.wait(tokens, system.members, time.monotonic() + SETTLE)
     system.logs.interval = burst_poll
