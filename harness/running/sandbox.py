@@ -142,7 +142,9 @@ def view_for(own: Path, submission: Path, run_dir: Path, needed: Iterable[Path])
     readable = (submission, *needed)
     hidden = [run_dir.resolve(), Path.home().resolve()]
     parent = submission.parent
-    if parent != Path("/") and not any(_within(n, parent) for n in needed):
+    holds_needed = any(_within(n, parent) for n in needed)
+    inside_needed = any(_within(parent, n) for n in needed)  # pams's own fixtures, say
+    if parent != Path("/") and not holds_needed and not inside_needed:
         hidden.append(parent)
     return View(own.resolve(), readable, tuple(h for h in hidden if h not in readable))
 

@@ -32,7 +32,8 @@ REFERENCE = {
 STARTUP, OP_TIMEOUT, DRAIN = 2.0, 1.0, 0.5
 TEARDOWN = 0.5 + 3.0 + 0.5  # Supervisor.close(grace 0.5) bound, plus the other closers
 SLACK = 6.0  # a loaded 2-core machine: process start-up, interpreter imports
-ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+# the supervisor's own teardown, without a sandbox (test_h_sandbox: the sandboxed runs)
+ENV = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "PAMS_SANDBOX": "none"}
 
 
 def hostile(name: str, *args: str) -> list[str]:
@@ -70,7 +71,7 @@ def events(trace: Path) -> list[dict[str, Any]]:
 
 def run(tmp_path: Path, adapter: Path, scenario: Scenario) -> tuple[RunResult, float, list[dict]]:
     started = time.monotonic()
-    result = run_scenario(load_adapter(str(adapter)), scenario, tmp_path / "run")
+    result = run_scenario(load_adapter(str(adapter)), scenario, tmp_path / "run", sandboxed=False)
     took = time.monotonic() - started
     assert result.trace_path is not None, result
     evs = events(result.trace_path)

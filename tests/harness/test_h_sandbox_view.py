@@ -28,6 +28,13 @@ def test_the_parent_stays_visible_when_it_holds_what_the_program_needs() -> None
     assert Path("/repo") not in view.hidden  # pams, or the Python, lives there
 
 
+def test_the_parent_stays_visible_inside_what_the_program_may_read_anyway() -> None:
+    view = sb.view_for(
+        Path("/runs/p1"), Path("/pams/tests/fixtures/a"), Path("/runs"), [Path("/pams")]
+    )
+    assert Path("/pams/tests/fixtures") not in view.hidden  # pams's own fixtures
+
+
 def test_mounts_go_outer_first_so_inner_binds_survive_outer_tmpfs(tmp_path: Path) -> None:
     sub = tmp_path / "class" / "alice"
     sub.mkdir(parents=True)
