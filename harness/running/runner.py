@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -402,8 +402,6 @@ class _Run:
     def _env(self, values: dict[str, Any], fake_clock: Any) -> dict[str, str]:
         env = self.adapter.env_dict()
         env["PYTHONUNBUFFERED"] = env.get("PYTHONUNBUFFERED", "1")
-        if self.sandbox.isolates_files:  # the submission's tree is read-only there
-            env.setdefault("PYTHONPYCACHEPREFIX", str(self._bytecode()))
         if fake_clock is not None:
             env.update(fake_clock.env())
         return env
@@ -513,19 +511,13 @@ class _Run:
         without a sandbox)."""
         if self.sandbox.kind == "none":
             return argv
-        view = replace(
-            sb.view_for(workdir, self.adapter.workdir, self.run_dir, sb.runtime_paths()),
-            shared=(self._bytecode(),),
-        )
+        view = sb.view_for(workdir, self.adapter.workdir, self.run_dir, sb.runtime_paths())
         return [
             *lim.prelude(self.cgroup),
             *sb.inner_argv(self.sandbox, view),
             *lim.rlimits(self.adapter.limits, self.cgroup),
             *argv,
         ]
-
-    def _bytecode(self) -> Path:
-        return sb.bytecode_cache(_cache_dir(), self.adapter.workdir)
 
     def _enforcement(self) -> str:
         if self.sandbox.kind == "none":

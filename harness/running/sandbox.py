@@ -90,13 +90,11 @@ class View:
     """What one program may see: `own` writable (its directory), `readable` read-only even
     where a hidden directory covers them (the submission, the Python and pams it runs on),
     `hidden` replaced by empty directories (the grader's home, the submission's siblings, the
-    run directory with its trace), `shared` writable by every program of the submission
-    (its bytecode cache)."""
+    run directory with its trace)."""
 
     own: Path
     readable: tuple[Path, ...]
     hidden: tuple[Path, ...]
-    shared: tuple[Path, ...] = ()
 
 
 def inner_argv(sandbox: Sandbox, view: View) -> list[str]:
@@ -126,7 +124,6 @@ def inner_argv(sandbox: Sandbox, view: View) -> list[str]:
     mounts = [(p, ("--tmpfs", str(p))) for p in view.hidden if p != Path("/")]
     mounts += [(p, ("--ro-bind", str(p), str(p))) for p in view.readable if p.exists()]
     mounts.append((view.own, ("--bind", str(view.own), str(view.own))))
-    mounts += [(p, ("--bind", str(p), str(p))) for p in view.shared if p.exists()]
     for _, mount in sorted(mounts, key=lambda m: len(m[0].parts)):  # outer ones first
         argv += mount
     return [*argv, "--chdir", str(view.own)]
@@ -150,18 +147,6 @@ def view_for(own: Path, submission: Path, run_dir: Path, needed: Iterable[Path])
     if parent != Path("/") and not holds_needed and not inside_needed:
         hidden.append(parent)
     return View(own.resolve(), readable, tuple(h for h in hidden if h not in readable))
-
-
-def bytecode_cache(cache_root: Path, submission: Path) -> Path:
-    """A writable directory for the Python bytecode of one submission's programs
-    (PYTHONPYCACHEPREFIX): its own tree is read-only in the view, and compiling every module
-    at every start of twenty participants costs seconds on a loaded machine."""
-    import hashlib
-
-    key = hashlib.sha256(str(submission.resolve()).encode()).hexdigest()[:16]
-    path = cache_root / "pycache" / key
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def runtime_paths() -> list[Path]:
