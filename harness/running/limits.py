@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import psutil
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CPU_PERIOD_US = 100_000
 
@@ -196,6 +198,17 @@ def _counter(text: str, key: str) -> int:
     return 0
 
 
+def _user_tasks() -> int:
+    """Processes and threads of this user now: RLIMIT_NPROC counts all of them, so the run's
+    allowance is added to what the user already runs (a desktop's browser included)."""
+    uid, count = os.getuid(), 0
+    for proc in psutil.process_iter(["uids", "num_threads"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if proc.info["uids"].real == uid:
+                count += proc.info["num_threads"] or 1
+    return count
+
+
 def prelude(cgroup: Optional[RunCgroup]) -> list[str]:
     """`sh -c ...`: join the run's cgroup, ignore SIGXFSZ, exec the rest of the command line."""
     joins = "".join(
@@ -218,5 +231,5 @@ def rlimits(limits: Limits, cgroup: Optional[RunCgroup]) -> list[str]:
     if limits.open_files:
         argv.append(f"--nofile={limits.open_files}")
     if limits.processes and cgroup is None and os.geteuid() != 0:
-        argv.append(f"--nproc={limits.processes}")
+        argv.append(f"--nproc={limits.processes + _user_tasks()}")
     return [*argv, "--"] if len(argv) > 1 else []
