@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-ENV_CHOICE = "PAMS_SANDBOX"  # none (default for now), auto, bwrap or unshare
+ENV_CHOICE = "PAMS_SANDBOX"  # auto (the default), bwrap, unshare or none
 ENV_INSIDE = "PAMS_SANDBOX_INSIDE"  # set in the run's process: the kind it is inside
 KINDS = ("bwrap", "unshare", "none")
 PROBE_TIMEOUT = 10.0
@@ -156,16 +156,14 @@ def runtime_paths() -> list[Path]:
 
 
 def detect(choice: Optional[str] = None) -> Sandbox:
-    """The sandbox to use: `choice` (or $PAMS_SANDBOX) bwrap/unshare/none, or with auto the
-    first of bwrap, unshare that works here (each is tried for real once per process). Off
-    unless asked for, while the sandbox is new (README "The sandbox")."""
-    return _detect((choice or os.environ.get(ENV_CHOICE) or "").strip().lower())
+    """The sandbox to use: `choice` (or $PAMS_SANDBOX) bwrap/unshare/none, or with auto (the
+    default) the first of bwrap, unshare that works here (each is tried for real once per
+    process and value; README "The sandbox")."""
+    return _detect((choice or os.environ.get(ENV_CHOICE) or "auto").strip().lower())
 
 
 @functools.cache
 def _detect(choice: str) -> Sandbox:
-    if not choice:
-        return Sandbox("none", f"off by default: set {ENV_CHOICE}=auto to turn it on")
     if choice == "none":
         return Sandbox("none", f"turned off ({ENV_CHOICE}=none)")
     if choice not in ("auto", *KINDS):
