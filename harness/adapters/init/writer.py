@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from harness.adapters.init.infer import Findings
 from harness.adapters.init.variants import prompt_pattern
@@ -53,6 +53,25 @@ def field(key: str, v: object, how: str = "") -> str:
     return f"{line}  # {one_line(how)}" if how else line
 
 
+def _program(table: str, cmd: list[str], how: str, spec: Any, config_how: str) -> list[str]:
+    """A program's table head: its command line (how it was found, how its config reaches
+    it) and its config line."""
+    return [
+        "",
+        f"[{table}]",
+        field("cmd", cmd, how + "; config " + _delivery(spec)),
+        field("config", spec.config, config_how),
+    ]
+
+
+def _preamble(spec: Any) -> list[str]:
+    if not spec.preamble:
+        return []
+    return [
+        field("stdin_preamble", list(spec.preamble), "it reads its config file name from stdin")
+    ]
+
+
 def render(sheet: Sheet, f: Findings, when: str = "") -> str:
     """The adapter file's text."""
     why = f.why
@@ -80,38 +99,19 @@ def render(sheet: Sheet, f: Findings, when: str = "") -> str:
     if f.four_digit:
         out.append(field("ports", [4000, 9999], why.get("ports", "4-digit ports")))
     c, p = f.coordinator, f.participant
-    out += ["", "[coordinator]"]
-    out.append(
-        field(
-            "cmd",
-            [*sheet.coordinator_cmd, *c.tail],
-            sheet.coordinator_how + "; config " + _delivery(c),
-        )
+    c_how = why.get("coordinator", f"config {c.label}")
+    out += _program(
+        "coordinator", [*sheet.coordinator_cmd, *c.tail], sheet.coordinator_how, c, c_how
     )
-    out.append(field("config", c.config, why.get("coordinator", f"config {c.label}")))
     if f.fixed_port:
-        out.append(
-            field(
-                "port", f.fixed_port, why.get("port", "it listens there whatever its config says")
-            )
-        )
-    if c.preamble:
-        out.append(
-            field("stdin_preamble", list(c.preamble), "it reads its config file name from stdin")
-        )
-    out += ["", "[participant]"]
-    out.append(
-        field(
-            "cmd",
-            [*sheet.participant_cmd, *p.tail],
-            sheet.participant_how + "; config " + _delivery(p),
-        )
+        how = why.get("port", "it listens there whatever its config says")
+        out.append(field("port", f.fixed_port, how))
+    out += _preamble(c)
+    p_how = why.get("participant", f"config {p.label}")
+    out += _program(
+        "participant", [*sheet.participant_cmd, *p.tail], sheet.participant_how, p, p_how
     )
-    out.append(field("config", p.config, why.get("participant", f"config {p.label}")))
-    if p.preamble:
-        out.append(
-            field("stdin_preamble", list(p.preamble), "it reads its config file name from stdin")
-        )
+    out += _preamble(p)
     if f.exit_on_deregister:
         out.append(field("restart_on_exit", True, "started again before its next command"))
         out.append(field("exit_on_deregister", True, why["exit_on_deregister"]))
