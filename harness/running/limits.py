@@ -73,8 +73,11 @@ class RunCgroup:
 
     @classmethod
     def create(cls, run_id: str, limits: Limits) -> Optional[RunCgroup]:
+        """The run's cgroup(s): pids and memory always, cpu only for a CPU limit (a cgroup in
+        the cpu controller is scheduled as one task against every other process, so under
+        load it would starve the run's programs: seconds-late first commands, false alarms)."""
         name = f"pams-{run_id}"
-        v1 = {c: CGROUP_ROOT / c for c in ("pids", "memory", "cpu")}
+        v1 = {c: CGROUP_ROOT / c for c in _controllers(limits)}
         if all((d / "cgroup.procs").exists() for d in v1.values()):
             return cls._make({c: d / name for c, d in v1.items()}, 1, limits)
         if (CGROUP_ROOT / "cgroup.controllers").exists():
@@ -99,8 +102,9 @@ class RunCgroup:
 
     @classmethod
     def _make_v2(cls, path: Path, limits: Limits) -> Optional[RunCgroup]:
+        enable = " ".join(f"+{c}" for c in _controllers(limits))
         with contextlib.suppress(OSError):
-            (CGROUP_ROOT / "cgroup.subtree_control").write_text("+pids +memory +cpu")
+            (CGROUP_ROOT / "cgroup.subtree_control").write_text(enable)
         return cls._make({"all": path}, 2, limits)
 
     def _apply(self) -> None:
@@ -116,13 +120,14 @@ class RunCgroup:
                 ],
             }
             for controller, files in settings.items():
-                for name, value in files:
+                for name, value in files if controller in self.dirs else ():
                     (self.dirs[controller] / name).write_text(value)
             return
         path = self.dirs["all"]
         (path / "pids.max").write_text(str(lim.processes or "max"))
         (path / "memory.max").write_text(str(lim.memory or "max"))
-        (path / "cpu.max").write_text(f"{quota if quota > 0 else 'max'} {CPU_PERIOD_US}")
+        if lim.cpu:
+            (path / "cpu.max").write_text(f"{quota} {CPU_PERIOD_US}")
 
     def procs_files(self) -> list[Path]:
         return [d / "cgroup.procs" for d in self.dirs.values()]
@@ -181,6 +186,10 @@ class RunCgroup:
                 time.sleep(0.02)
             with contextlib.suppress(OSError):
                 path.rmdir()
+
+
+def _controllers(limits: Limits) -> tuple[str, ...]:
+    return ("pids", "memory", "cpu") if limits.cpu else ("pids", "memory")
 
 
 def _members(path: Path) -> list[int]:

@@ -94,3 +94,26 @@ def test_a_bad_limit_is_one_line_naming_the_field(tmp_path: Path) -> None:
     message = str(caught.value)
     assert "\n" not in message and "limits.memory: must be a size" in message
     assert "limits.processes" in message
+
+
+def test_no_cpu_cgroup_without_a_cpu_limit() -> None:
+    """A cgroup in the cpu controller is scheduled as one task against every other process:
+    under load it starved a run's twenty participants (first commands seconds late, false
+    alarms). It is made only when the adapter asks for a CPU limit."""
+    import os
+
+    from harness.running import limits as lim
+
+    plain = lim.RunCgroup.create(f"t-{os.urandom(4).hex()}", lim.Limits())
+    if plain is None:
+        pytest.skip("no cgroup can be made here")
+    try:
+        assert "cpu" not in plain.dirs and all("cpu" not in str(d) for d in plain.dirs.values())
+    finally:
+        plain.close()
+    capped = lim.RunCgroup.create(f"t-{os.urandom(4).hex()}", lim.Limits(cpu=1.0))
+    assert capped is not None
+    try:
+        assert capped.version == 2 or "cpu" in capped.dirs
+    finally:
+        capped.close()
