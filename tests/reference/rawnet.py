@@ -1,5 +1,5 @@
-"""Raw-socket stand-ins for participants, shared by the fuzz and memory tests of the reference
-coordinator: one-line control requests, and thread-B listeners that record seqs and ACK."""
+"""Raw-socket stand-ins for participants, shared by the process tests of the reference
+coordinator: one-line control requests, and thread-B listeners that record MSG lines and ACK."""
 
 from __future__ import annotations
 
@@ -38,33 +38,45 @@ def ok(port: int, line: str) -> str:
     return reply.strip()
 
 
-class Listener:
-    """Thread-B stand-in: accepts delivery channels, records (seq, sender, len(text)) per MSG
-    line, and acks cumulatively unless `ack` is False (it still reads everything)."""
+class ThreadB:
+    """A participant's thread-B stand-in: accepts delivery connections, records each MSG line as
+    (seq, sender, text), and acks cumulatively; `ack=False` never acks (it still reads),
+    `read=False` never reads, `keep_text=False` records "" for the text (60 KB messages by the
+    thousand)."""
 
-    def __init__(self, ack: bool = True) -> None:
-        self.ack = ack
+    def __init__(
+        self, ack: bool = True, read: bool = True, rcvbuf: int = 0, keep_text: bool = True
+    ) -> None:
+        self.ack, self.read, self.keep_text = ack, read, keep_text
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(8)
         self.port: int = self.sock.getsockname()[1]
-        self.seqs: list[int] = []
+        self.messages: list[tuple[int, str, str]] = []
+        self.accepted = 0
         self.eofs = 0
+        self.conns: list[socket.socket] = []
         self.lock = threading.Lock()
         self.closed = False
-        self.conns: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def got(self) -> list[int]:
+    def texts(self) -> list[str]:
         with self.lock:
-            return list(self.seqs)
+            return [text for _, _, text in self.messages]
+
+    def seqs(self) -> list[int]:
+        with self.lock:
+            return [seq for seq, _, _ in self.messages]
 
     def close(self) -> None:
+        """Crash: drop the listening socket (new connections refused) and every connection."""
         self.closed = True
         self.sock.close()
         for conn in self.conns:
             with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the reading thread; close alone would not
             conn.close()
 
     def _accept(self) -> None:
@@ -77,7 +89,9 @@ class Listener:
             except (OSError, ValueError):
                 return
             self.conns.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            self.accepted += 1
+            if self.read:
+                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
@@ -95,10 +109,11 @@ class Listener:
                 continue
             with self.lock:
                 for line in lines:
-                    kind, seq, _sender, _text = line.split(b" ")
+                    kind, seq, sender, text = line.split(b" ")
                     assert kind == b"MSG"
-                    self.seqs.append(int(seq))
-                top = self.seqs[-1]
+                    kept = text.decode(errors="replace") if self.keep_text else ""
+                    self.messages.append((int(seq), sender.decode(errors="replace"), kept))
+                top = self.messages[-1][0]
             if self.ack:
                 try:
                     conn.sendall(b"ACK %d\n" % top)

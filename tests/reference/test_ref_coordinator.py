@@ -6,20 +6,17 @@ thread-B listeners that accept the coordinator's delivery channel, read MSG line
 
 from __future__ import annotations
 
-import contextlib
-import select
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.procutil import REPO, Proc, ProcessGroup, free_port, start_coordinator, wait_until
-from tests.reference.rawnet import read_to_eof, request
+from tests.reference.rawnet import ThreadB, read_to_eof, request
 
 pytestmark = pytest.mark.process
 
@@ -39,91 +36,16 @@ def err(port: int, line: str) -> str:
     return reply.strip()
 
 
-class FakeThreadB:
-    """A participant's thread-B stand-in: accepts delivery connections, records each MSG line as
-    (seq, sender, text), and acks cumulatively; `ack=False` never acks, `read=False` never reads."""
-
-    def __init__(self, ack: bool = True, read: bool = True, rcvbuf: int = 0) -> None:
-        self.ack, self.read = ack, read
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if rcvbuf:
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port: int = self.sock.getsockname()[1]
-        self.messages: list[tuple[int, str, str]] = []
-        self.accepted = 0
-        self.eofs = 0
-        self.conns: list[socket.socket] = []
-        self.lock = threading.Lock()
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def texts(self) -> list[str]:
-        with self.lock:
-            return [text for _, _, text in self.messages]
-
-    def seqs(self) -> list[int]:
-        with self.lock:
-            return [seq for seq, _, _ in self.messages]
-
-    def close(self) -> None:
-        """Crash: drop the listening socket (new connections refused) and every connection."""
-        self.closed = True
-        self.sock.close()
-        for conn in self.conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)  # wakes the reading thread; close alone would not
-            conn.close()
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                ready, _, _ = select.select([self.sock], [], [], 0.05)
-                if not ready:
-                    continue
-                conn, _ = self.sock.accept()
-            except (OSError, ValueError):
-                return
-            self.conns.append(conn)
-            self.accepted += 1
-            if self.read:
-                threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buffer = b""
-        while True:
-            try:
-                chunk = conn.recv(1 << 20)
-            except OSError:
-                return
-            if not chunk:
-                with self.lock:
-                    self.eofs += 1
-                return
-            *lines, buffer = (buffer + chunk).split(b"\n")
-            with self.lock:
-                for line in lines:
-                    kind, seq, sender, text = line.decode().split(" ")
-                    assert kind == "MSG"
-                    self.messages.append((int(seq), sender, text))
-            if lines and self.ack:
-                try:
-                    conn.sendall(b"ACK %d\n" % self.messages[-1][0])
-                except OSError:
-                    return
-
-
 @pytest.fixture
-def thread_bs() -> list[FakeThreadB]:
-    made: list[FakeThreadB] = []
+def thread_bs() -> list[ThreadB]:
+    made: list[ThreadB] = []
     yield made
     for listener in made:
         listener.close()
 
 
-def listener(made: list[FakeThreadB], **kwargs: object) -> FakeThreadB:
-    made.append(FakeThreadB(**kwargs))  # type: ignore[arg-type]
+def listener(made: list[ThreadB], **kwargs: object) -> ThreadB:
+    made.append(ThreadB(**kwargs))  # type: ignore[arg-type]
     return made[-1]
 
 
@@ -131,7 +53,7 @@ def log_text(workdir: Path) -> str:
     return (workdir / "coordinator.out").read_text()
 
 
-def register(port: int, pid: str, fake: FakeThreadB) -> None:
+def register(port: int, pid: str, fake: ThreadB) -> None:
     assert ok(port, f"REGISTER {pid} 127.0.0.1 {fake.port}") == "OK"
     wait_until(lambda: fake.accepted, WAIT, f"the delivery channel to {pid}")
 
@@ -212,7 +134,7 @@ def test_sigterm_stops_the_coordinator_cleanly(procs: ProcessGroup, tmp_path: Pa
 
 @pytest.mark.timeout(60)
 def test_bad_and_stalled_clients_never_block_others_or_crash_it(
-    procs: ProcessGroup, tmp_path: Path, thread_bs: list[FakeThreadB]
+    procs: ProcessGroup, tmp_path: Path, thread_bs: list[ThreadB]
 ) -> None:
     coordinator, port = start_coordinator(procs, tmp_path, 3)
     silent = socket.create_connection(("127.0.0.1", port))
@@ -274,7 +196,7 @@ def test_bad_and_stalled_clients_never_block_others_or_crash_it(
 
 @pytest.mark.timeout(30)
 def test_unknown_ids_and_invalid_states_are_refused(
-    procs: ProcessGroup, tmp_path: Path, thread_bs: list[FakeThreadB]
+    procs: ProcessGroup, tmp_path: Path, thread_bs: list[ThreadB]
 ) -> None:
     coordinator, port = start_coordinator(procs, tmp_path, 3)
     assert err(port, "MSEND 9 hello") == "ERR 9 is not registered"
@@ -298,7 +220,7 @@ def test_unknown_ids_and_invalid_states_are_refused(
 
 @pytest.mark.timeout(30)
 def test_every_member_gets_every_message_in_send_order(
-    procs: ProcessGroup, tmp_path: Path, thread_bs: list[FakeThreadB]
+    procs: ProcessGroup, tmp_path: Path, thread_bs: list[ThreadB]
 ) -> None:
     coordinator, port = start_coordinator(procs, tmp_path, 3)
     fakes = {pid: listener(thread_bs) for pid in "123"}
@@ -322,7 +244,7 @@ def test_every_member_gets_every_message_in_send_order(
 def test_serves_on_uvloop_when_installed_else_on_asyncio(
     procs: ProcessGroup,
     tmp_path: Path,
-    thread_bs: list[FakeThreadB],
+    thread_bs: list[ThreadB],
     monkeypatch: pytest.MonkeyPatch,
     loop: str,
 ) -> None:
@@ -344,7 +266,7 @@ def test_serves_on_uvloop_when_installed_else_on_asyncio(
 
 @pytest.mark.timeout(30)
 def test_reconnect_on_a_new_port_gets_the_backlog_in_order(
-    procs: ProcessGroup, tmp_path: Path, thread_bs: list[FakeThreadB]
+    procs: ProcessGroup, tmp_path: Path, thread_bs: list[ThreadB]
 ) -> None:
     coordinator, port = start_coordinator(procs, tmp_path, 3)
     first, other = listener(thread_bs), listener(thread_bs)
@@ -370,7 +292,7 @@ def test_reconnect_on_a_new_port_gets_the_backlog_in_order(
 
 @pytest.mark.timeout(30)
 def test_unreachable_thread_b_leaves_messages_pending_until_reconnect(
-    procs: ProcessGroup, tmp_path: Path, thread_bs: list[FakeThreadB]
+    procs: ProcessGroup, tmp_path: Path, thread_bs: list[ThreadB]
 ) -> None:
     coordinator, port = start_coordinator(procs, tmp_path, 3)
     other = listener(thread_bs)
@@ -389,7 +311,7 @@ def test_unreachable_thread_b_leaves_messages_pending_until_reconnect(
 
 @pytest.mark.timeout(30)
 def test_broken_channel_resends_only_unacked_messages_after_reconnect(
-    procs: ProcessGroup, tmp_path: Path, thread_bs: list[FakeThreadB]
+    procs: ProcessGroup, tmp_path: Path, thread_bs: list[ThreadB]
 ) -> None:
     coordinator, port = start_coordinator(procs, tmp_path, 3)
     other = listener(thread_bs)
@@ -420,7 +342,7 @@ def test_broken_channel_resends_only_unacked_messages_after_reconnect(
 
 @pytest.mark.timeout(30)
 def test_offline_longer_than_td_gets_only_the_last_td_seconds(
-    procs: ProcessGroup, tmp_path: Path, thread_bs: list[FakeThreadB]
+    procs: ProcessGroup, tmp_path: Path, thread_bs: list[ThreadB]
 ) -> None:
     coordinator, port = start_coordinator(procs, tmp_path, 1)
     first, other = listener(thread_bs), listener(thread_bs)
@@ -441,7 +363,7 @@ def test_offline_longer_than_td_gets_only_the_last_td_seconds(
 
 @pytest.mark.timeout(60)
 def test_paused_thread_b_does_not_delay_the_others(
-    procs: ProcessGroup, tmp_path: Path, thread_bs: list[FakeThreadB]
+    procs: ProcessGroup, tmp_path: Path, thread_bs: list[ThreadB]
 ) -> None:
     coordinator, port = start_coordinator(procs, tmp_path, 30)
     paused = listener(thread_bs, read=False, rcvbuf=4096)  # accepts, then never reads

@@ -21,7 +21,7 @@ from typing import Callable
 import pytest
 
 from tests.procutil import ProcessGroup, free_port, start_coordinator, wait_until
-from tests.reference.rawnet import Listener, ok, request
+from tests.reference.rawnet import ThreadB, ok, request
 
 CASES = int(os.environ.get("PAMS_FUZZ_CASES", "400"))
 SEED = int(os.environ.get("PAMS_FUZZ_SEED", "12"))
@@ -193,7 +193,7 @@ class Fuzz:
 @pytest.mark.process
 def test_fuzz_reference_coordinator(procs: ProcessGroup, tmp_path: Path) -> None:
     proc, port = start_coordinator(procs, tmp_path, 60.0)
-    a, b, sink = Listener(), Listener(), Listener()
+    a, b, sink = ThreadB(), ThreadB(), ThreadB()
     fuzz = Fuzz(port, random.Random(SEED), sink.port, free_port())
     started = time.monotonic()
     try:
@@ -209,8 +209,10 @@ def test_fuzz_reference_coordinator(procs: ProcessGroup, tmp_path: Path) -> None
         accepted = sorted(fuzz.accepted)
         assert len(set(accepted)) == len(accepted)
         for member in (a, b):
-            wait_until(lambda m=member: set(accepted) <= set(m.got()), 20, "every accepted message")
-            got = member.got()
+            wait_until(
+                lambda m=member: set(accepted) <= set(m.seqs()), 20, "every accepted message"
+            )
+            got = member.seqs()
             assert got == sorted(set(got)), "delivered in order, each once"
         assert proc.popen.poll() is None, "the coordinator exited"
     finally:

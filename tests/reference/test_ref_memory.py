@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from tests.procutil import ProcessGroup, start_coordinator, wait_until
-from tests.reference.rawnet import Listener, ok
+from tests.reference.rawnet import ThreadB, ok
 
 pytestmark = pytest.mark.process
 
@@ -41,7 +41,7 @@ def settled_rss(pid: int, seconds: float = 3.0) -> int:
 
 def test_expired_messages_do_not_stay_in_memory(procs: ProcessGroup, tmp_path: Path) -> None:
     proc, port = start_coordinator(procs, tmp_path, TD)
-    a, b = Listener(), Listener()
+    a, b = ThreadB(keep_text=False), ThreadB(keep_text=False)
     try:
         ok(port, f"REGISTER a 127.0.0.1 {a.port}")
         ok(port, f"REGISTER b 127.0.0.1 {b.port}")
@@ -50,7 +50,7 @@ def test_expired_messages_do_not_stay_in_memory(procs: ProcessGroup, tmp_path: P
         for n in range(1, 4):
             for _ in range(1000):
                 ok(port, f"MSEND a {TEXT}")
-            wait_until(lambda n=n: len(a.got()) == 1000 * n, 30, "a gets every message")
+            wait_until(lambda n=n: len(a.seqs()) == 1000 * n, 30, "a gets every message")
             time.sleep(TD + 0.5)  # past td, and an expiry sweep (every 0.5 s) later
             after.append(settled_rss(proc.popen.pid))
         growth = after[2] - after[0]  # a coordinator keeping them: two rounds, 120 MB
@@ -59,7 +59,7 @@ def test_expired_messages_do_not_stay_in_memory(procs: ProcessGroup, tmp_path: P
         )
         ok(port, f"RECONNECT b 127.0.0.1 {b.port}")
         time.sleep(0.5)
-        assert b.got() == []  # all of them had expired
+        assert b.seqs() == []  # all of them had expired
     finally:
         a.close()
         b.close()
@@ -84,14 +84,14 @@ def test_member_that_never_acks_is_capped(procs: ProcessGroup, tmp_path: Path) -
     passed that memory is free: a second such round, after mute reconnects, peaks no higher
     than the first did (plus slack), where a coordinator keeping the backlog adds 120 MB."""
     proc, port = start_coordinator(procs, tmp_path, TD)
-    a, mute = Listener(), Listener(ack=False)
+    a, mute = ThreadB(keep_text=False), ThreadB(ack=False, keep_text=False)
     pid = proc.popen.pid
     try:
         ok(port, f"REGISTER a 127.0.0.1 {a.port}")
         ok(port, f"REGISTER mute 127.0.0.1 {mute.port}")
         peak, rate = flood(port, pid, 2000)
-        wait_until(lambda: len(a.got()) == 2000, 30, "a gets every message")
-        assert a.got() == list(range(1, 2001))
+        wait_until(lambda: len(a.seqs()) == 2000, 30, "a gets every message")
+        assert a.seqs() == list(range(1, 2001))
         limit = 64 * MiB + rate * TD + 60 * MiB
         assert peak < limit, f"peak RSS {peak / MiB:.1f} MiB > {limit / MiB:.1f} MiB"
         log = (tmp_path / "coordinator.out").read_text()
@@ -101,7 +101,7 @@ def test_member_that_never_acks_is_capped(procs: ProcessGroup, tmp_path: Path) -
         time.sleep(TD + 0.5)  # past td: nothing is owed to mute any more
         ok(port, f"RECONNECT mute 127.0.0.1 {mute.port}")
         second, _ = flood(port, pid, 2000)
-        wait_until(lambda: len(a.got()) == 4000, 30, "a gets every message")
+        wait_until(lambda: len(a.seqs()) == 4000, 30, "a gets every message")
         assert second < peak + 40 * MiB, (
             f"second round peaked at {second / MiB:.1f} MiB, the first at {peak / MiB:.1f} MiB"
         )
