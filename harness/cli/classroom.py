@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from harness.cli.grade import add_rubric_repeat, check_repeat
+from harness.cli.grade import add_rubric_repeat, battery_plan
 from harness.cli.options import add_jobs
 from harness.exits import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_PASS
 from harness.reports.classroom import (
@@ -22,8 +22,8 @@ from harness.reports.classroom import (
 )
 from harness.reports.classsummary import Row, write_summary
 from harness.reports.grade import plural, pts
-from harness.reports.rubric import Rubric, RubricError, load_rubric
-from harness.scenarios.registry import PROFILES, REGISTRY, profile
+from harness.reports.rubric import Rubric, RubricError
+from harness.scenarios.registry import PROFILES
 
 DEFAULT_OUTPUT = Path("pams-class")
 
@@ -75,14 +75,8 @@ def add_class(sub: argparse._SubParsersAction) -> None:
 
 def cmd_class(args: argparse.Namespace) -> int:
     try:
-        names = tuple(args.scenario or profile(args.profile))
-        unknown = [n for n in names if n not in REGISTRY]
-        if unknown:
-            raise ClassError(f"unknown scenario(s): {', '.join(unknown)}")
-        if args.jobs < 1:
-            raise ClassError("-j must be at least 1")
-        check_repeat(args.repeat)
-        rubric = load_rubric(args.rubric)
+        listed, rubric = battery_plan(args)
+        names = tuple(listed)
         subs = submissions(args.submissions)
         strangers = [n for n in args.regrade if n not in {s.name for s in subs}]
         if strangers:

@@ -12,7 +12,7 @@ from harness.adapters.adapter import AdapterError, load_adapter
 from harness.cli.options import add_impl, add_jobs
 from harness.exits import EXIT_ERROR, EXIT_INTERRUPTED
 from harness.reports.grade import exit_status, report, run_battery, write_reports
-from harness.reports.rubric import RubricError, load_rubric
+from harness.reports.rubric import Rubric, RubricError, load_rubric
 from harness.running.runner import fresh_dir
 from harness.scenarios.registry import PROFILES, REGISTRY, profile
 
@@ -73,17 +73,23 @@ def check_repeat(repeat: int) -> None:
         raise ValueError("--repeat must be at least 1")
 
 
+def battery_plan(args: argparse.Namespace) -> tuple[list[str], Rubric]:
+    """The scenarios (--scenario, else --profile) and the rubric of a grade or class run,
+    with -j and --repeat checked; ValueError or RubricError (one line) before any run."""
+    names = args.scenario or list(profile(args.profile))
+    unknown = [n for n in names if n not in REGISTRY]
+    if unknown:
+        raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
+    if args.jobs < 1:
+        raise ValueError("-j must be at least 1")
+    check_repeat(args.repeat)
+    return names, load_rubric(args.rubric)
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     try:
         adapter = load_adapter(args.impl)
-        names = args.scenario or list(profile(args.profile))
-        unknown = [n for n in names if n not in REGISTRY]
-        if unknown:
-            raise ValueError(f"unknown scenario(s): {', '.join(unknown)}")
-        if args.jobs < 1:
-            raise ValueError("-j must be at least 1")
-        check_repeat(args.repeat)
-        rubric = load_rubric(args.rubric)
+        names, rubric = battery_plan(args)
         for option, path in (("--junit", args.junit), ("--gradescope", args.gradescope)):
             writable_file(option, path)
         out = output_dir(args.output)
