@@ -10,6 +10,7 @@ import datetime
 import fcntl
 import itertools
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -171,6 +172,14 @@ def run_prepared(
     return _Run(adapter, scenario, out_dir, progress or (lambda _m: None), build=False).execute()
 
 
+def _unsandboxed() -> sb.Sandbox:
+    """The trace header's `sandbox` of a run started without one: why, in one line."""
+    usual = sb.detect()
+    if usual.kind == "none":
+        return usual
+    return sb.Sandbox("none", f"started without one (sandboxed=False), though {usual.reason}")
+
+
 def clock_skip_reason(adapter: Adapter, sc: Scenario, run_dir: Path) -> Optional[str]:
     """Why this scenario's clock faults cannot be applied faithfully here, or None: each
     runtime that gets a fake clock is self-tested once (harness.running.clock.selftest)."""
@@ -219,7 +228,7 @@ class _Run:
     ):
         self.adapter, self.sc, self.run_dir, self.say = adapter, sc, run_dir, progress
         self.build = build
-        self.sandbox = sb.inside() or sb.Sandbox("none", sb.detect().reason)
+        self.sandbox = sb.inside() or _unsandboxed()
         self.cgroup: Optional[lim.RunCgroup] = None
         self.run_id = uuid.uuid4().hex[:12]
         self.ports = PortPicker(*adapter.ports)
@@ -527,7 +536,7 @@ class _Run:
             if self.cgroup
             else "no cgroup (memory and cpu not limited)"
         )
-        rlimit = "prlimit" if lim.rlimits(self.adapter.limits, None) else "no prlimit"
+        rlimit = "prlimit" if shutil.which("prlimit") else "no prlimit"
         return f"{cgroup}, {rlimit}"
 
     def _limits_reached(self) -> None:
