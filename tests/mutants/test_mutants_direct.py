@@ -167,6 +167,10 @@ class System:
         )
         assert proc.popen.poll() is None, (workdir / "coordinator.out").read_text()
 
+    def log(self) -> str:
+        """What the coordinator has printed so far."""
+        return (self.tmp / "coordinator" / "coordinator.out").read_text(errors="replace")
+
     def participant(self, pid: str, env: Optional[dict[str, str]] = None) -> Driver:
         """Start participant `pid` (not yet registered)."""
         workdir = self.tmp / f"p{pid}"
@@ -355,7 +359,11 @@ def wall_clock(s: System, buggy: bool) -> None:
 def crash_loses(s: System, buggy: bool) -> None:
     """A message sent while a member is dead (SIGKILL) is lost after its restart + reconnect."""
     p1, p2 = s.members(2)
+    # killed while its delivery channel is open (the coordinator connects back after its OK),
+    # and the break seen before the send: else the kill or the send races the channel
+    wait_until(lambda: "channel to 2 open" in s.log(), 10, "the channel to 2 open")
     p2.kill()
+    wait_until(lambda: "channel to 2 broke" in s.log(), 10, "the broken channel noticed")
     p1.do("msend", tok(1))
     p1.wait_log([tok(1)])
     p2.start()  # same config, same log
